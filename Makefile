@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each installs
+# libtorch 2.13.0 when missing (scripts/libtorch.sh), then builds.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+# Exports LIBTORCH (and VPD_TORCH_PYTHON) for cargo and the tests.
+TORCH_ENV = eval "$$(bash scripts/libtorch.sh)"
+
+.PHONY: all libtorch build demo test fmt clippy check
+
+all: build
+
+## libtorch: install torch==2.13.0 into the cache venv unless present
+libtorch:
+	@$(TORCH_ENV); echo "libtorch: $$LIBTORCH"
+
+## build: the release binary target/release/vpd (rpath to libtorch)
+build:
+	$(TORCH_ENV); $(CARGO) build --release --locked --bin vpd
+
+## demo: build and run the main job
+demo: build
+	./target/release/vpd doctor
+
+## test: formatting, clippy -D warnings, the whole test suite
+test:
+	$(TORCH_ENV); \
+	$(CARGO) fmt --all --check; \
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings; \
+	$(CARGO) test --release --locked
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(TORCH_ENV); $(CARGO) clippy --release --locked --all-targets -- -D warnings

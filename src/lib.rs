@@ -1,0 +1,8 @@
+//! visprog-distiller: stepwise distillation of the neural sub-modules of
+//! visual programs (VisProg, ViperGPT), with an experiment orchestrator and a
+//! versioned module store. The `vpd` binary is a thin layer over this crate.
+#![deny(missing_docs)]
+
+pub mod doctor;
+pub mod nn;
+pub mod store;

@@ -1,0 +1,27 @@
+//! Everything that touches tch (libtorch). No other module of the crate
+//! imports `tch`: the rest of the code sees plain Rust data.
+
+mod runtime;
+mod tiny;
+
+pub use runtime::{libtorch_info, parse_device, set_threads, DeviceChoice, LibtorchInfo};
+pub use tiny::{live_check, varstore_from_bytes, varstore_to_bytes, LiveCheck, TinyMlp};
+
+/// An error from the neural-network layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// `--device cuda` was asked for on a machine where libtorch sees no GPU.
+    #[error(
+        "device `cuda` requested but libtorch sees no CUDA device (torch_cuda linked: {linked})"
+    )]
+    CudaUnavailable {
+        /// Whether `libtorch_cuda.so` is loaded into this process.
+        linked: bool,
+    },
+    /// A device name other than `cpu` or `cuda[:N]`.
+    #[error("unknown device `{0}` (expected cpu, cuda or cuda:N)")]
+    UnknownDevice(String),
+}

@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The `vpd` binary cargo built for these tests.
+pub fn vpd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vpd"));
+    c.env_remove("RUST_LOG").env_remove("VPD_STORE");
+    c
+}
+
+/// Runs `vpd` with `args` in `dir`, returning its output.
+pub fn vpd_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    vpd()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("spawn vpd")
+}
+
+/// True when running under CI (`CI=true`): there a missing prerequisite is
+/// a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (returns `None`) with a notice on a user's machine, fails in CI.
+pub fn require<T>(what: &str, found: Option<T>) -> Option<T> {
+    match found {
+        Some(t) => Some(t),
+        None if in_ci() => panic!("{what} is required when CI=true but is missing"),
+        None => {
+            eprintln!("NOTICE: skipping: {what} is missing (this test fails when CI=true)");
+            None
+        }
+    }
+}
+
+/// The Python that carries the torch vpd links (set by `make test`).
+pub fn torch_python() -> Option<PathBuf> {
+    let found = std::env::var_os("VPD_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    require(
+        "the venv's Python (VPD_TORCH_PYTHON, set by `make test`)",
+        found,
+    )
+}

@@ -1,0 +1,6 @@
+//! Integration tests: one test crate, one module per area, to keep link
+//! time low.
+
+mod common;
+mod doctor;
+mod nn_basics;
