@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Exports LIBTORCH (and VPD_TORCH_PYTHON) for cargo and the tests.
-TORCH_ENV = eval "$$(bash scripts/libtorch.sh)"
+TORCH_ENV = torch_env="$$(bash scripts/libtorch.sh)"; eval "$$torch_env"
 
 .PHONY: all libtorch build demo test fmt clippy check
 
@@ -20,7 +21,7 @@ build:
 
 ## demo: build and run the main job
 demo: build
-	./target/release/vpd doctor
+	$(TARGET_DIR)/release/vpd doctor
 
 ## test: formatting, clippy -D warnings, the whole test suite
 test:

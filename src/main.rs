@@ -8,6 +8,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cmd_doctor;
+mod cmd_store;
+
+use visprog_distiller::store::VersionRef;
 
 /// Stepwise distillation of visual-programming sub-modules.
 #[derive(Debug, Parser)]
@@ -35,6 +38,92 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List module versions (all modules, or one).
+    Versions {
+        /// Only this module.
+        module: Option<String>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ancestors and descendants of a version.
+    Lineage {
+        /// MODULE@REF (REF: a version number or an alias).
+        target: VersionRef,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set aliases and read their history.
+    Alias {
+        #[command(subcommand)]
+        cmd: cmd_store::AliasCmd,
+    },
+    /// Move an alias back: undo its latest move, or go to a named version.
+    Rollback {
+        /// The module.
+        module: String,
+        /// The alias to move.
+        #[arg(long)]
+        alias: String,
+        /// Go to this version (number or alias) instead of undoing one move.
+        #[arg(long)]
+        to: Option<String>,
+        /// Why, kept in the history.
+        #[arg(long)]
+        reason: Option<String>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Two versions of a module side by side, per task and question type,
+    /// over pipelines that differ only in that module.
+    Compare {
+        /// MODULE@REF.
+        a: VersionRef,
+        /// MODULE@REF.
+        b: VersionRef,
+        /// Only these tasks (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Option<Vec<String>>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The cross-task regression gate: exit 1 when the candidate loses more
+    /// than --max-drop points on any task.
+    Regress {
+        /// The candidate, MODULE@REF.
+        candidate: VersionRef,
+        /// The baseline (default: the candidate's parent).
+        #[arg(long)]
+        against: Option<VersionRef>,
+        /// Allowed loss in accuracy points.
+        #[arg(long, default_value_t = 1.0)]
+        max_drop: f64,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List runs (a run whose process is gone shows as interrupted).
+    Runs {
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run in full (id or unique prefix).
+    Show {
+        /// Run id or unique prefix.
+        run: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store maintenance: verify, gc, import, export, merge.
+    Store {
+        #[command(subcommand)]
+        cmd: cmd_store::StoreCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +141,28 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Doctor { json } => cmd_doctor::run(cli, *json),
+        Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
+        Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
+        Command::Alias { cmd } => cmd_store::alias(cli, cmd),
+        Command::Rollback {
+            module,
+            alias,
+            to,
+            reason,
+            json,
+        } => cmd_store::rollback(cli, module, alias, to.as_deref(), reason.clone(), *json),
+        Command::Compare { a, b, tasks, json } => {
+            cmd_store::compare(cli, a, b, tasks.as_deref(), *json)
+        }
+        Command::Regress {
+            candidate,
+            against,
+            max_drop,
+            json,
+        } => cmd_store::regress(cli, candidate, against.as_ref(), *max_drop, *json),
+        Command::Runs { json } => cmd_store::runs(cli, *json),
+        Command::Show { run, json } => cmd_store::show(cli, run, *json),
+        Command::Store { cmd } => cmd_store::store(cli, cmd),
     }
 }
 

@@ -8,18 +8,56 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+mod blobs;
+mod evals;
+mod maint;
+mod records;
+mod runs;
+mod versions;
+
+pub use blobs::{sha256_hex, Blobs};
+pub use evals::{wilson_interval, CompareRow, Comparison, GateReport, GateRow};
+pub use maint::{GcReport, MergeReport, Problem, GC_GRACE, GC_GRACE_SECS};
+pub use records::{
+    AliasEvent, AliasEventKind, CachedProgram, Evaluation, ModuleVersion, NewVersion, Pipeline,
+    Run, RunStatus, Tally,
+};
+pub use runs::{process_start_time, NewRun};
+pub use versions::{Lineage, LineageNode, VersionRef};
+
 /// The schema version this build writes. Older stores are migrated on open;
 /// newer ones are refused.
 pub const SCHEMA_VERSION: u32 = 1;
 
 const META_TREE: &str = "meta";
+/// version id -> [`ModuleVersion`]
+pub(crate) const VERSIONS: &str = "moduleversion_record";
+/// module \0 number(u32 BE) -> version id
+pub(crate) const NUMBERS: &str = "moduleversion_number";
+/// module -> last number (u32 BE)
+pub(crate) const COUNTERS: &str = "module_counter";
+/// module \0 alias -> version id
+pub(crate) const ALIASES: &str = "alias_target";
+/// module \0 alias \0 event id -> [`AliasEvent`]
+pub(crate) const HISTORY: &str = "alias_history";
+/// run id -> [`Run`]
+pub(crate) const RUNS: &str = "run_record";
+/// evaluation id -> [`Evaluation`]
+pub(crate) const EVALS: &str = "evaluation_record";
+/// sha256(pipeline) -> latest evaluation id
+pub(crate) const EVAL_INDEX: &str = "evaluation_by_pipeline";
+/// sha256(generator \0 text) -> [`CachedProgram`]
+pub(crate) const PROGRAMS: &str = "program_cache";
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the store's lock for longer than we wait.
-    #[error("store {path} is locked by another process (waited {waited_ms} ms); try again when it finishes")]
+    #[error("store at {path} is locked by another process (waited {waited_ms} ms); try again when it finishes")]
     Locked {
         /// The store folder.
         path: PathBuf,
@@ -28,7 +66,7 @@ pub enum StoreError {
     },
     /// The store was written by a newer vpd.
     #[error(
-        "store {path} has schema version {found}, newer than this vpd's {supported}; upgrade vpd"
+        "store at {path} has schema version {found}, newer than this vpd's {supported}; upgrade vpd"
     )]
     NewerSchema {
         /// The store folder.
@@ -49,13 +87,73 @@ pub enum StoreError {
         detail: String,
     },
     /// sled reported an error (or panicked, which we catch).
-    #[error("store {path}: database error: {detail}")]
+    #[error("store at {path}: database error: {detail}")]
     Db {
         /// The store folder.
         path: PathBuf,
         /// sled's message.
         detail: String,
     },
+    /// A checkpoint blob is referenced but absent.
+    #[error("blob {hash} is missing ({path})")]
+    BlobMissing {
+        /// Its hash.
+        hash: String,
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// A blob's content does not match its hash: it is corrupt.
+    #[error("blob {path} is corrupt: content hashes to {actual}, expected {expected}")]
+    BlobHashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Its name.
+        expected: String,
+        /// What its bytes hash to.
+        actual: String,
+    },
+    /// No version of that module exists.
+    #[error("unknown module `{module}` (known: {known})")]
+    UnknownModule {
+        /// What was asked for.
+        module: String,
+        /// Modules that have versions.
+        known: String,
+    },
+    /// The module exists, the reference does not resolve.
+    #[error("{module} has no version or alias `{reference}` ({known})")]
+    UnknownVersion {
+        /// The module.
+        module: String,
+        /// The number or alias asked for.
+        reference: String,
+        /// What exists.
+        known: String,
+    },
+    /// No run with that id or prefix.
+    #[error("no run matches `{0}`")]
+    UnknownRun(String),
+    /// A prefix names several runs.
+    #[error("`{prefix}` matches {count} runs; give more of the id")]
+    AmbiguousRun {
+        /// The prefix.
+        prefix: String,
+        /// How many match.
+        count: usize,
+    },
+    /// A name with characters the store does not accept.
+    #[error(
+        "invalid {what} `{name}`: use letters, digits, `-`, `_` and `.`, not starting with a digit"
+    )]
+    InvalidName {
+        /// module or alias.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The operation is refused; the message says why.
+    #[error("{0}")]
+    Refused(String),
     /// Filesystem error on a named path.
     #[error("{path}: {source}")]
     Io {
@@ -103,7 +201,12 @@ impl Store {
         self.root.join("db")
     }
 
-    fn db_err(&self, e: impl std::fmt::Display) -> StoreError {
+    /// The blob folder.
+    pub fn blobs(&self) -> Blobs {
+        Blobs::new(self.root.join("blobs"))
+    }
+
+    pub(crate) fn db_err(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Db {
             path: self.root.clone(),
             detail: e.to_string(),
@@ -112,27 +215,63 @@ impl Store {
 
     /// Runs `f` with the database open, retrying while another process holds
     /// the lock. sled panics (it can, on a corrupt file) become errors.
+    ///
+    /// Every vpd process first takes an exclusive `flock` on `<store>/lock`
+    /// and only then opens sled. Holding it, no other vpd process can be
+    /// inside sled, so a `snap.*.generating` file in `db/` is the leftover of
+    /// a process killed while sled wrote its snapshot (sled writes one on
+    /// every open). sled 0.34.7 would pick that partial file as the newest
+    /// snapshot and fail with "Read corrupted data"; we delete it first.
     pub(crate) fn with_db<T>(
         &self,
         f: impl FnOnce(&sled::Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let start = Instant::now();
-        let mut pause = Duration::from_millis(5);
+        let mut pause = Duration::from_millis(2);
+        let mut wait = |start: Instant| -> Result<(), StoreError> {
+            if start.elapsed() >= self.lock_wait {
+                return Err(StoreError::Locked {
+                    path: self.root.clone(),
+                    waited_ms: start.elapsed().as_millis(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+            Ok(())
+        };
+        let lock_path = self.root.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        loop {
+            match fs2::FileExt::try_lock_exclusive(&lock) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+                    wait(start)?
+                }
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: lock_path,
+                        source,
+                    })
+                }
+            }
+        }
+        self.remove_partial_snapshots()?;
         let db = loop {
             let path = self.db_path();
             let opened = std::panic::catch_unwind(move || sled::Config::new().path(path).open());
             match opened {
                 Ok(Ok(db)) => break db,
-                Ok(Err(e)) if e.to_string().contains("could not acquire lock") => {
-                    if start.elapsed() >= self.lock_wait {
-                        return Err(StoreError::Locked {
-                            path: self.root.clone(),
-                            waited_ms: start.elapsed().as_millis(),
-                        });
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
+                // A process that opened sled without our lock file.
+                Ok(Err(e)) if e.to_string().contains("could not acquire lock") => wait(start)?,
                 Ok(Err(e)) => return Err(self.db_err(e)),
                 Err(panic) => return Err(self.db_err(panic_message(&panic))),
             }
@@ -140,7 +279,29 @@ impl Store {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&db)))
             .unwrap_or_else(|panic| Err(self.db_err(panic_message(&panic))))?;
         db.flush().map_err(|e| self.db_err(e))?;
+        drop(db);
+        drop(lock);
         Ok(out)
+    }
+
+    fn remove_partial_snapshots(&self) -> Result<(), StoreError> {
+        let dir = self.db_path();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(()); // no database yet
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("snap.") && name.ends_with(".generating") {
+                let path = e.path();
+                tracing::warn!(
+                    "removing a partial sled snapshot left by a killed process: {}",
+                    path.display()
+                );
+                std::fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })?;
+            }
+        }
+        Ok(())
     }
 
     fn check_schema(&self, db: &sled::Db) -> Result<(), StoreError> {
@@ -173,6 +334,113 @@ impl Store {
             }
         }
     }
+}
+
+/// Encodes a record as a sled value.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records serialise")
+}
+
+impl Store {
+    /// Decodes a record, naming the tree and key when it is corrupt.
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<T, StoreError> {
+        serde_json::from_slice(value).map_err(|e| StoreError::CorruptRecord {
+            path: self.root.clone(),
+            tree: tree.to_string(),
+            detail: format!("key {}: {e}", show_key(key)),
+        })
+    }
+
+    /// Opens a tree.
+    pub(crate) fn tree(&self, db: &sled::Db, name: &str) -> Result<sled::Tree, StoreError> {
+        db.open_tree(name).map_err(|e| self.db_err(e))
+    }
+
+    /// Every (key, record) of a tree, decoded.
+    pub(crate) fn scan<T: DeserializeOwned>(
+        &self,
+        db: &sled::Db,
+        tree: &str,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let t = self.tree(db, tree)?;
+        let mut out = Vec::new();
+        for kv in t.scan_prefix(prefix) {
+            let (k, v) = kv.map_err(|e| self.db_err(e))?;
+            out.push((k.to_vec(), self.decode(tree, &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Maps a sled transaction result to ours.
+    pub(crate) fn tx<T>(
+        &self,
+        r: Result<T, sled::transaction::TransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
+        r.map_err(|e| match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => self.db_err(e),
+        })
+    }
+}
+
+/// A key for messages: text where printable, else hex.
+pub(crate) fn show_key(key: &[u8]) -> String {
+    if key.len() == 16 {
+        if let Ok(u) = uuid::Uuid::from_slice(key) {
+            return u.to_string();
+        }
+    }
+    if key
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == 0)
+    {
+        String::from_utf8_lossy(key).replace('\0', "/")
+    } else {
+        hex::encode(key)
+    }
+}
+
+/// Checks a module or alias name.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            what,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// `a \0 b \0 ...` as a key.
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// The user to record in history entries.
+pub(crate) fn who() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

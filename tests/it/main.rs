@@ -4,3 +4,6 @@
 mod common;
 mod doctor;
 mod nn_basics;
+mod store_cli;
+mod store_crash;
+mod store_model;

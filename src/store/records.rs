@@ -1,0 +1,214 @@
+//! The typed records the store keeps. They are storage records (serde, JSON
+//! in sled values), separate from the domain types of the rest of the crate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One version of a module's checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleVersion {
+    /// Identity (UUIDv7): stable across stores, used by merge.
+    pub id: Uuid,
+    /// The module, e.g. `vqa`, `loc`, `gqa-teacher`.
+    pub module: String,
+    /// Per-module number, 1, 2, ... in this store (display only).
+    pub number: u32,
+    /// The version it was trained from.
+    pub parent: Option<Uuid>,
+    /// sha256 of the checkpoint blob (hex).
+    pub blob: String,
+    /// Size of the checkpoint in bytes.
+    pub size: u64,
+    /// sha256 of the sidecar blob, for user-supplied TorchScript modules.
+    pub sidecar: Option<String>,
+    /// The teacher version that supervised it.
+    pub teacher: Option<Uuid>,
+    /// Fingerprint of the data it was trained on.
+    pub data: Option<String>,
+    /// The configuration that produced it.
+    pub config: serde_json::Value,
+    /// Metrics measured when it was made.
+    pub metrics: serde_json::Value,
+    /// The run that produced it.
+    pub run: Option<Uuid>,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a caller gives to make a new version.
+#[derive(Debug, Clone, Default)]
+pub struct NewVersion {
+    /// The module.
+    pub module: String,
+    /// The version it was trained from.
+    pub parent: Option<Uuid>,
+    /// The teacher version that supervised it.
+    pub teacher: Option<Uuid>,
+    /// Fingerprint of its training data.
+    pub data: Option<String>,
+    /// Its configuration.
+    pub config: serde_json::Value,
+    /// Metrics measured when it was made.
+    pub metrics: serde_json::Value,
+    /// The run that produced it.
+    pub run: Option<Uuid>,
+}
+
+/// Why an alias moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AliasEventKind {
+    /// `vpd alias set` (or a run promoting a version).
+    Set,
+    /// `vpd rollback`.
+    Rollback,
+}
+
+/// One move of an alias; the history is append-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasEvent {
+    /// Identity (UUIDv7, so history keys sort by time).
+    pub id: Uuid,
+    /// The module.
+    pub module: String,
+    /// The alias.
+    pub alias: String,
+    /// Set or rollback.
+    pub kind: AliasEventKind,
+    /// Where the alias pointed before (none: it did not exist).
+    pub from: Option<Uuid>,
+    /// Where it points after (none: removed, when a rollback undoes the
+    /// set that created it).
+    pub to: Option<Uuid>,
+    /// For a rollback without `--to`: the set it undoes.
+    pub undoes: Option<Uuid>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (user name).
+    pub who: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Status of a run as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Its process is working (or died without saying: see
+    /// [`Run::effective_status`]).
+    Running,
+    /// Finished successfully.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Its process is gone without finishing.
+    Interrupted,
+}
+
+/// One run: a trial of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Identity (UUIDv7).
+    pub id: Uuid,
+    /// Experiment name.
+    pub experiment: String,
+    /// The resolved configuration.
+    pub config: serde_json::Value,
+    /// Seed.
+    pub seed: u64,
+    /// Fingerprint of the dataset.
+    pub dataset: Option<String>,
+    /// The sweep it belongs to.
+    pub sweep: Option<Uuid>,
+    /// `git rev-parse HEAD` where it ran.
+    pub git_commit: Option<String>,
+    /// Whether the work tree had uncommitted changes.
+    pub git_dirty: Option<bool>,
+    /// libtorch version.
+    pub torch_version: Option<String>,
+    /// libtorch threads.
+    pub threads: i32,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Process start time (clock ticks since boot), to tell a reused pid.
+    pub pid_start: Option<u64>,
+    /// Status as last written.
+    pub status: RunStatus,
+    /// Error message of a failed run.
+    pub error: Option<String>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Everything that produced an evaluation: a module version alone has no
+/// accuracy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// `gqa` or `nlvr2`.
+    pub task: String,
+    /// The split evaluated.
+    pub split: String,
+    /// The program generator, e.g. `annotated` or `llm:<model>`.
+    pub generator: String,
+    /// Fingerprint of the dataset.
+    pub dataset: String,
+    /// Module name -> version id (or `oracle`).
+    pub modules: BTreeMap<String, String>,
+}
+
+/// Correct answers out of examples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Examples.
+    pub n: u64,
+    /// Correct ones.
+    pub correct: u64,
+}
+
+impl Tally {
+    /// Accuracy in [0, 1]; 0 when empty.
+    pub fn accuracy(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.n as f64
+        }
+    }
+}
+
+/// A scored pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Identity (UUIDv7).
+    pub id: Uuid,
+    /// What was evaluated.
+    pub pipeline: Pipeline,
+    /// Overall result.
+    pub total: Tally,
+    /// Per question type (structural type or statement family).
+    pub by_type: BTreeMap<String, Tally>,
+    /// The run that made it.
+    pub run: Option<Uuid>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A generated program, cached by generator configuration and input text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedProgram {
+    /// Generator configuration key.
+    pub generator: String,
+    /// The question or statement.
+    pub text: String,
+    /// The program, or the failure.
+    pub program: Result<String, String>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
