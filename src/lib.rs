@@ -3,6 +3,7 @@
 //! versioned module store. The `vpd` binary is a thin layer over this crate.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod doctor;
 pub mod nn;
 pub mod store;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cmd_bench;
 mod cmd_doctor;
 mod cmd_store;
 
@@ -119,6 +120,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks, each against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        cmd: cmd_bench::BenchCmd,
+    },
     /// Store maintenance: verify, gc, import, export, merge.
     Store {
         #[command(subcommand)]
@@ -163,6 +169,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Runs { json } => cmd_store::runs(cli, *json),
         Command::Show { run, json } => cmd_store::show(cli, run, *json),
         Command::Store { cmd } => cmd_store::store(cli, cmd),
+        Command::Bench { cmd } => cmd_bench::run(cli, cmd),
     }
 }
 

@@ -571,3 +571,39 @@ fn merge_brings_versions_runs_and_evaluations_home_once() {
     let e = fail(home.path(), &["store", "merge", "nowhere"]);
     assert!(e.contains("nowhere"), "{e}");
 }
+
+#[test]
+fn bench_store_reports_every_figure_against_its_baseline() {
+    let d = tempfile::tempdir().unwrap();
+    let v = json(
+        d.path(),
+        &[
+            "bench",
+            "store",
+            "--versions",
+            "50",
+            "--mb",
+            "1",
+            "--reps",
+            "2",
+            "--json",
+        ],
+    );
+    for key in [
+        "commit_ms",
+        "plain_write_fsync_ms",
+        "load_by_alias_ms",
+        "plain_read_ms",
+        "lineage_ms",
+        "list_ms",
+    ] {
+        assert!(v[key]["n"].as_u64().unwrap() >= 2, "{key}");
+        assert!(v[key]["median"].as_f64().unwrap() > 0.0, "{key}");
+    }
+    assert_eq!(v["lineage_versions"], 50);
+    assert_eq!(v["checkpoint_bytes"], 1_000_000);
+    // 2 distinct 1 MB checkpoints + 50 small ones, each stored once.
+    let blobs = v["unique_blob_bytes"].as_u64().unwrap();
+    assert_eq!(blobs, 2 * 1_000_000 + 50 * 256);
+    assert!(v["store_bytes_on_disk"].as_u64().unwrap() >= blobs);
+}
