@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod data;
 pub mod doctor;
 pub mod nn;
 pub mod store;

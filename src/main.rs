@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cmd_bench;
+mod cmd_data;
 mod cmd_doctor;
 mod cmd_store;
 
@@ -38,6 +39,11 @@ enum Command {
         /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Generate the synthetic world; check a dataset in the real formats.
+    Data {
+        #[command(subcommand)]
+        cmd: cmd_data::DataCmd,
     },
     /// List module versions (all modules, or one).
     Versions {
@@ -147,6 +153,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Doctor { json } => cmd_doctor::run(cli, *json),
+        Command::Data { cmd } => cmd_data::run(cli, cmd),
         Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
         Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
         Command::Alias { cmd } => cmd_store::alias(cli, cmd),

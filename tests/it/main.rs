@@ -2,7 +2,9 @@
 //! time low.
 
 mod common;
+mod data;
 mod doctor;
+mod gqa_semantics;
 mod nn_basics;
 mod store_cli;
 mod store_crash;

@@ -1,0 +1,233 @@
+//! `vpd data synth|check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use visprog_distiller::data::{check, synth};
+
+use crate::Cli;
+
+/// `vpd data ...`
+#[derive(Debug, Subcommand)]
+pub enum DataCmd {
+    /// Generate the synthetic world in the real formats.
+    Synth {
+        /// gqa, nlvr2 or generic.
+        #[arg(long)]
+        task: synth::Task,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Examples per split.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Image side, pixels.
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        /// Also write a PNG grid of the first 8 train images here.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a dataset, check its records and images, count and balance.
+    Check {
+        /// gqa or nlvr2.
+        #[arg(long)]
+        task: String,
+        /// Dataset root (GQA: questions/, sceneGraphs/, images/; NLVR2:
+        /// {split}.json and images/).
+        #[arg(long, conflicts_with = "questions")]
+        root: Option<PathBuf>,
+        /// Only this split (with --root).
+        #[arg(long, requires = "root")]
+        split: Option<String>,
+        /// One questions file (GQA .json, NLVR2 JSON lines).
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Image folder (with --questions).
+        #[arg(long, requires = "questions")]
+        images: Option<PathBuf>,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
+    match cmd {
+        DataCmd::Synth {
+            task,
+            out,
+            n,
+            seed,
+            size,
+            preview,
+            json,
+        } => {
+            let cfg = synth::SynthConfig {
+                task: *task,
+                n: *n,
+                seed: *seed,
+                size: *size,
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("synth {task:?}").to_lowercase());
+            let t = std::time::Instant::now();
+            let report = synth::write(cfg, out, &|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            if let Some(p) = preview {
+                write_preview(*task, out, p)?;
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "wrote {} to {} in {:.1} s: {} images; examples per split: {}",
+                    format!("{task:?}").to_lowercase(),
+                    out.display(),
+                    t.elapsed().as_secs_f64(),
+                    report.images,
+                    report
+                        .examples
+                        .iter()
+                        .map(|(s, n)| format!("{s} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DataCmd::Check {
+            task,
+            root,
+            split,
+            questions,
+            images,
+            json,
+        } => {
+            let (files, images) = match (root, questions) {
+                (Some(root), None) => {
+                    let files = match task.as_str() {
+                        "gqa" => check::gqa_files(root, split.as_deref())?,
+                        "nlvr2" => check::nlvr2_files(root, split.as_deref())?,
+                        t => bail!("unknown task `{t}` (gqa or nlvr2)"),
+                    };
+                    let img = root.join("images");
+                    (files, img.is_dir().then_some(img))
+                }
+                (None, Some(q)) => (vec![q.clone()], images.clone()),
+                _ => bail!("give --root DIR or --questions FILE"),
+            };
+            let report = match task.as_str() {
+                "gqa" => check::check_gqa(&files, images.as_deref()),
+                "nlvr2" => check::check_nlvr2(&files, images.as_deref()),
+                t => bail!("unknown task `{t}` (gqa or nlvr2)"),
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_check(&report);
+            }
+            for e in &report.errors {
+                eprintln!("error: {e}");
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// A grid of the first 8 train images of what `synth` wrote.
+fn write_preview(task: synth::Task, out: &std::path::Path, file: &std::path::Path) -> Result<()> {
+    use visprog_distiller::data::{images, render};
+    let dir = match task {
+        synth::Task::Gqa => out.join("images"),
+        _ => out.join("images").join("train"),
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !n.contains("crop") && (task != synth::Task::Gqa || n.starts_with('1'))
+        })
+        .collect();
+    paths.sort();
+    let imgs = paths
+        .iter()
+        .take(8)
+        .map(|p| images::decode(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    render::montage(&imgs, 4, 3).save(file)?;
+    Ok(())
+}
+
+fn print_check(r: &check::CheckReport) {
+    println!(
+        "{}: {} examples in {} file(s)",
+        r.task,
+        r.examples,
+        r.files.len()
+    );
+    let list = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("splits:  {}", list(&r.splits));
+    println!("types:   {}", list(&r.types));
+    if r.answers.len() <= 12 {
+        println!("answers: {}", list(&r.answers));
+    } else {
+        println!("answers: {} distinct", r.answers.len());
+    }
+    if let Some(g) = r.scene_graphs {
+        println!("scene graphs: {g}");
+    }
+    if !r.majority_baseline.is_empty() {
+        println!("majority-answer baseline:");
+        for (t, m) in &r.majority_baseline {
+            println!("  {t:<24} {:>5.1}% ({:?}, n={})", m.accuracy, m.answer, m.n);
+        }
+    }
+    if r.images_checked {
+        println!(
+            "images:  {} referenced, {} missing{}",
+            r.images_referenced,
+            r.images_missing,
+            if r.missing_examples.is_empty() {
+                String::new()
+            } else {
+                format!(" (e.g. {})", r.missing_examples.join(", "))
+            }
+        );
+    } else {
+        println!("images:  not checked (give --images DIR or --root DIR)");
+    }
+    println!("errors:  {}", r.errors.len());
+    println!("peak memory: {:.0} MB", r.peak_rss_mb);
+}

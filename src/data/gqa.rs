@@ -1,0 +1,251 @@
+//! GQA's published format: `questions/{split}_balanced_questions.json` (an
+//! object keyed by question id), `sceneGraphs/{split}_sceneGraphs.json`,
+//! `images/{imageId}.jpg|png`. Files are read as a stream of entries, so
+//! the 1.3 GB train file never sits in memory as one JSON tree.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{DataError, Issue};
+
+/// One step of a GQA `semantic` program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SemanticOp {
+    /// e.g. `select`, `relate`, `filter color`, `query`, `exist`.
+    pub operation: String,
+    /// Indices of the steps it reads.
+    #[serde(default)]
+    pub dependencies: Vec<usize>,
+    /// e.g. `pond (1039893)`, `cart,near,s (1039872)`, `?`.
+    pub argument: String,
+}
+
+/// GQA's question types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Types {
+    /// query, verify, logical, choose, compare.
+    pub structural: String,
+    /// obj, attr, rel, cat, global.
+    pub semantic: String,
+    /// Fine-grained type, e.g. `existRelS`.
+    pub detailed: String,
+}
+
+/// One GQA question, every field of the published format. Unknown fields
+/// are ignored; `imageId` and `question` are required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Question {
+    /// The question id (the key of the published object; not a field).
+    #[serde(skip)]
+    pub id: String,
+    /// Image id (`images/{imageId}.jpg`).
+    pub image_id: String,
+    /// The question.
+    pub question: String,
+    /// Short answer (absent on the unanswered test split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Full-sentence answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_answer: Option<String>,
+    /// The functional program.
+    #[serde(default)]
+    pub semantic: Vec<SemanticOp>,
+    /// The program as one string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic_str: Option<String>,
+    /// Question types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Types>,
+    /// Word index -> object id maps for question, answer, fullAnswer.
+    #[serde(default)]
+    pub annotations: serde_json::Value,
+    /// Whether it is in the balanced set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_balanced: Option<bool>,
+    /// Answer-balancing groups.
+    #[serde(default)]
+    pub groups: serde_json::Value,
+    /// Entailed question ids.
+    #[serde(default)]
+    pub entailed: Vec<String>,
+    /// Equivalent question ids.
+    #[serde(default)]
+    pub equivalent: Vec<String>,
+}
+
+/// A relation from one object to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relation {
+    /// The other object's id.
+    pub object: String,
+    /// e.g. `to the left of`.
+    pub name: String,
+}
+
+/// One object of a scene graph (pixel coordinates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneObject {
+    /// Name, e.g. `circle`.
+    pub name: String,
+    /// Left.
+    pub x: f64,
+    /// Top.
+    pub y: f64,
+    /// Width.
+    pub w: f64,
+    /// Height.
+    pub h: f64,
+    /// Attributes, e.g. `red`, `small`.
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Relations from this object to others.
+    #[serde(default)]
+    pub relations: Vec<Relation>,
+}
+
+/// One image's scene graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneGraph {
+    /// Image width, pixels.
+    pub width: u32,
+    /// Image height, pixels.
+    pub height: u32,
+    /// Objects by id (ordered, for deterministic output).
+    pub objects: BTreeMap<String, SceneObject>,
+}
+
+/// Streams the entries of a JSON object `{key: value, ...}` from `reader`,
+/// calling `f(key, raw_value)` for each. A syntax error (a truncated file)
+/// stops the stream and is returned with its line and column.
+pub fn stream_object<R: Read>(
+    reader: R,
+    mut f: impl FnMut(String, Box<RawValue>),
+) -> Result<usize, serde_json::Error> {
+    struct Seed<'a, F>(&'a mut F);
+    impl<'de, F: FnMut(String, Box<RawValue>)> DeserializeSeed<'de> for Seed<'_, F> {
+        type Value = usize;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de, F: FnMut(String, Box<RawValue>)> Visitor<'de> for Seed<'_, F> {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object keyed by id")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(k) = map.next_key::<String>()? {
+                let v: Box<RawValue> = map.next_value()?;
+                (self.0)(k, v);
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let n = Seed(&mut f).deserialize(&mut de)?;
+    de.end()?;
+    Ok(n)
+}
+
+fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, DataError> {
+    let f = std::fs::File::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, f))
+}
+
+/// Reads a questions file, calling `f` for each well-formed question and
+/// collecting an [`Issue`] for each malformed one (naming the question id
+/// and field). A file that is not valid JSON is an error naming its line
+/// and column.
+pub fn for_each_question(
+    path: &Path,
+    issues: &mut Vec<Issue>,
+    mut f: impl FnMut(Question),
+) -> Result<usize, DataError> {
+    let file = path.display().to_string();
+    stream_object(open(path)?, |id, raw| {
+        match serde_json::from_str::<Question>(raw.get()) {
+            Ok(mut q) => {
+                q.id = id;
+                f(q)
+            }
+            Err(e) => issues.push(Issue {
+                file: file.clone(),
+                at: format!("question {id}"),
+                message: strip_position(&e),
+            }),
+        }
+    })
+    .map_err(|e| DataError::Syntax {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e),
+    })
+}
+
+/// Loads every question into memory.
+pub fn load_questions(path: &Path) -> Result<(Vec<Question>, Vec<Issue>), DataError> {
+    let mut out = Vec::new();
+    let mut issues = Vec::new();
+    for_each_question(path, &mut issues, |q| out.push(q))?;
+    Ok((out, issues))
+}
+
+/// Loads a scene-graph file (`{imageId: {width, height, objects}}`).
+pub fn load_scene_graphs(
+    path: &Path,
+) -> Result<(BTreeMap<String, SceneGraph>, Vec<Issue>), DataError> {
+    let file = path.display().to_string();
+    let mut out = BTreeMap::new();
+    let mut issues = Vec::new();
+    stream_object(open(path)?, |id, raw| {
+        match serde_json::from_str::<SceneGraph>(raw.get()) {
+            Ok(g) => {
+                out.insert(id, g);
+            }
+            Err(e) => issues.push(Issue {
+                file: file.clone(),
+                at: format!("scene graph {id}"),
+                message: strip_position(&e),
+            }),
+        }
+    })
+    .map_err(|e| DataError::Syntax {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e),
+    })?;
+    Ok((out, issues))
+}
+
+/// serde_json's message without its trailing " at line L column C" (we
+/// name the position ourselves).
+pub(crate) fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Where an image of this id is: `images/{id}.jpg`, `.jpeg` or `.png`.
+pub fn image_path(images: &Path, image_id: &str) -> Option<std::path::PathBuf> {
+    ["jpg", "png", "jpeg"]
+        .iter()
+        .map(|ext| images.join(format!("{image_id}.{ext}")))
+        .find(|p| p.exists())
+}

@@ -1,0 +1,75 @@
+//! Datasets: loaders for the real GQA and NLVR2 formats, the synthetic
+//! world that writes them, and `vpd data check`. No tch here: images become
+//! plain `Vec<f32>` in [`images::to_model_input`].
+
+pub mod check;
+pub mod gqa;
+pub mod images;
+pub mod nlvr2;
+pub mod render;
+pub mod rng;
+pub mod synth;
+pub mod synth_gqa;
+pub mod synth_nlvr2;
+pub mod world;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// The splits and the roles they play: `train` (teachers), `distill`,
+/// `dev` (hyperparameters), `test`.
+pub const SPLITS: [&str; 4] = ["train", "distill", "dev", "test"];
+
+/// One problem found in a dataset: a malformed record or a bad image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Issue {
+    /// The file.
+    pub file: String,
+    /// Where in it: a question id, a line, a position.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.at, self.message)
+    }
+}
+
+/// An error that stops reading a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON (truncated, say).
+    #[error("{path}: line {line} column {column}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Line of the error.
+        line: usize,
+        /// Column of the error.
+        column: usize,
+        /// serde_json's message.
+        message: String,
+    },
+    /// An image that does not decode.
+    #[error("{path}: not a readable image: {message}")]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A usage problem: an unknown task, split or domain, a bad size.
+    #[error("{0}")]
+    Invalid(String),
+}
