@@ -11,6 +11,26 @@ use crate::Cli;
 /// `vpd bench ...`
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// Rendering speed; loading a GQA file the size of the real train split
+    /// (streaming) against a tenth of it as one JSON tree, with peak memory.
+    Data {
+        /// Questions in the large file (the real train split has 943,000).
+        #[arg(long, default_value_t = 943_000)]
+        questions: usize,
+        /// Its size in MB (the real one is about 1,300).
+        #[arg(long, default_value_t = 1_300)]
+        mb: u64,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: one load for `bench data`, in a fresh process.
+    #[command(hide = true)]
+    DataLoad {
+        file: std::path::PathBuf,
+        /// stream, typed or tree.
+        mode: String,
+    },
     /// Store operations against plain-file baselines: commit and load of a
     /// checkpoint, lineage and listing of a long chain, size on disk.
     Store {
@@ -31,6 +51,82 @@ pub enum BenchCmd {
 
 pub fn run(_cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
     match cmd {
+        BenchCmd::DataLoad { file, mode } => {
+            let mode: bench::data::LoadMode = serde_json::from_value(serde_json::json!(mode))?;
+            let r = bench::data::load_once(file, mode)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCmd::Data {
+            questions,
+            mb,
+            json,
+        } => {
+            let quiet = *json;
+            let progress = |m: &str| {
+                if !quiet {
+                    eprintln!("bench data: {m}");
+                }
+            };
+            let exe = std::env::current_exe()?;
+            let child = |file: &std::path::Path, mode: bench::data::LoadMode| {
+                let mut c = std::process::Command::new(&exe);
+                c.args(["bench", "data-load"]).arg(file).arg(
+                    serde_json::to_value(mode)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                );
+                let out = c.output().map_err(|e| {
+                    visprog_distiller::data::DataError::Invalid(format!(
+                        "spawn {}: {e}",
+                        exe.display()
+                    ))
+                })?;
+                if !out.status.success() {
+                    return Err(visprog_distiller::data::DataError::Invalid(format!(
+                        "load child failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                serde_json::from_slice(&out.stdout)
+                    .map_err(|e| visprog_distiller::data::DataError::Invalid(e.to_string()))
+            };
+            let r = bench::data::run(
+                &std::env::temp_dir(),
+                *questions,
+                mb * 1_000_000,
+                &child,
+                &progress,
+            )?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "render {}px GQA scene          {:.0} images/s ({} scenes)",
+                    r.size, r.images_per_s, r.rendered
+                );
+                println!(
+                    "render + PNG encode            {:.0} images/s",
+                    r.images_png_per_s
+                );
+                let show = |name: &str, l: &bench::data::LoadRun, bytes: u64| {
+                    println!(
+                        "{name:<30} {} questions, {:.0} MB: {:.1} s, {:.0} questions/s, peak {:.0} MB ({:.0} MB before loading)",
+                        l.questions,
+                        bytes as f64 / 1e6,
+                        l.seconds,
+                        l.questions_per_s,
+                        l.peak_rss_mb,
+                        l.base_rss_mb
+                    )
+                };
+                show("streaming check, whole file", &r.streaming, r.file_bytes);
+                show("typed records, whole file", &r.typed, r.file_bytes);
+                show("one JSON tree, a tenth", &r.tree_tenth, r.tenth_bytes);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCmd::Store {
             versions,
             mb,

@@ -1,5 +1,6 @@
 //! `vpd bench ...`: speed measured against a baseline in the same run.
 
+pub mod data;
 pub mod store;
 
 /// Median, minimum and maximum of a set of timings, in milliseconds.

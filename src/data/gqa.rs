@@ -37,9 +37,81 @@ pub struct Types {
     pub detailed: String,
 }
 
+/// A list of question ids kept as one comma-joined string: the train split
+/// has tens of millions of them, and a `String` each would multiply the
+/// file's size in memory by four. Reads and writes as a JSON list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdList(String);
+
+impl IdList {
+    /// The ids.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(',').filter(|s| !s.is_empty())
+    }
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for IdList {
+    fn from_iter<I: IntoIterator<Item = S>>(it: I) -> Self {
+        let mut s = String::new();
+        for id in it {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(id.as_ref());
+        }
+        IdList(s)
+    }
+}
+
+impl Serialize for IdList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IdList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of question ids")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<IdList, A::Error> {
+                let mut s = String::new();
+                while let Some(id) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                    if id.contains(',') {
+                        return Err(serde::de::Error::custom(format!(
+                            "question id {id:?} contains a comma"
+                        )));
+                    }
+                    if !s.is_empty() {
+                        s.push(',');
+                    }
+                    s.push_str(&id);
+                }
+                Ok(IdList(s))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 /// One GQA question, every field of the published format. Unknown fields
-/// are ignored; `imageId` and `question` are required.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// are ignored; `imageId` and `question` are required. `annotations` and
+/// `groups` are kept as their raw JSON text (compact; parse on demand).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Question {
     /// The question id (the key of the published object; not a field).
@@ -65,20 +137,20 @@ pub struct Question {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<Types>,
     /// Word index -> object id maps for question, answer, fullAnswer.
-    #[serde(default)]
-    pub annotations: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Box<RawValue>>,
     /// Whether it is in the balanced set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_balanced: Option<bool>,
     /// Answer-balancing groups.
-    #[serde(default)]
-    pub groups: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Box<RawValue>>,
     /// Entailed question ids.
     #[serde(default)]
-    pub entailed: Vec<String>,
+    pub entailed: IdList,
     /// Equivalent question ids.
     #[serde(default)]
-    pub equivalent: Vec<String>,
+    pub equivalent: IdList,
 }
 
 /// A relation from one object to another.

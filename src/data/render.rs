@@ -93,7 +93,7 @@ fn inside(shape: &str, u: f64, v: f64) -> bool {
     match shape {
         "circle" => u * u + v * v <= 1.0,
         "square" => u.abs() <= 0.82 && v.abs() <= 0.82,
-        "triangle" => v <= 0.85 && v >= -0.95 && u.abs() <= (v + 0.95) / 1.8 * 0.95,
+        "triangle" => (-0.95..=0.85).contains(&v) && u.abs() <= (v + 0.95) / 1.8 * 0.95,
         "diamond" => u.abs() + v.abs() <= 1.0,
         "cross" => (u.abs() <= 0.3 && v.abs() <= 0.95) || (v.abs() <= 0.3 && u.abs() <= 0.95),
         "ring" => {

@@ -258,11 +258,17 @@ fn write_gqa(
                     semantic: fam.semantic.into(),
                     detailed: fam.name.into(),
                 }),
-                annotations: json!({"question": ann, "answer": {}, "fullAnswer": {}}),
+                annotations: serde_json::value::to_raw_value(
+                    &json!({"question": ann, "answer": {}, "fullAnswer": {}}),
+                )
+                .ok(),
                 is_balanced: Some(true),
-                groups: json!({"global": null, "local": fam.name}),
-                entailed: vec![],
-                equivalent: vec![qid.clone()],
+                groups: serde_json::value::to_raw_value(
+                    &json!({"global": null, "local": fam.name}),
+                )
+                .ok(),
+                entailed: super::gqa::IdList::default(),
+                equivalent: [qid.as_str()].into_iter().collect(),
             };
             let img = render::render(&scene, &style, cfg.size, &mut rng);
             save_png(&img, &out.join("images").join(format!("{image_id}.png")))?;
@@ -319,7 +325,7 @@ fn write_nlvr2(
         let mut scenes: BTreeMap<String, PairScenes> = BTreeMap::new();
         for i in 0..cfg.n {
             let fam = fams[i % fams.len()];
-            let label = (i / fams.len()) % 2 == 0;
+            let label = (i / fams.len()).is_multiple_of(2);
             let mut rng = Rng::new(cfg.seed, &format!("nlvr2/{split}/{i}"));
             let (l, r, built) = (0..10_000)
                 .find_map(|_| {

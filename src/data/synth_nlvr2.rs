@@ -54,7 +54,7 @@ fn set_count(
 }
 
 fn any_color(rng: &mut Rng, _: usize) -> &'static str {
-    *rng.pick(&COLORS)
+    COLORS[rng.below(COLORS.len())]
 }
 
 fn how_many(var: usize, image: &str, what: &str) -> String {

@@ -469,3 +469,34 @@ fn synth_refuses_bad_settings() {
     let o = vpd_in(d.path(), &["data", "synth", "--task", "vqa2", "--out", "x"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn bench_data_reports_rendering_and_loading_with_memory() {
+    let d = tempfile::tempdir().unwrap();
+    let (code, v) = run_json(
+        d.path(),
+        &[
+            "bench",
+            "data",
+            "--questions",
+            "3000",
+            "--mb",
+            "4",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["images_png_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["streaming"]["questions"], 3000);
+    assert_eq!(v["typed"]["questions"], 3000);
+    assert_eq!(v["tree_tenth"]["questions"], 300);
+    let bytes = v["file_bytes"].as_u64().unwrap();
+    assert!(
+        (3_000_000..5_000_000).contains(&bytes),
+        "padded to about 4 MB: {bytes}"
+    );
+    for k in ["streaming", "typed", "tree_tenth"] {
+        assert!(v[k]["peak_rss_mb"].as_f64().unwrap() >= v[k]["base_rss_mb"].as_f64().unwrap());
+    }
+}

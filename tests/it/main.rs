@@ -4,6 +4,7 @@
 mod common;
 mod data;
 mod doctor;
+mod domain_gap;
 mod gqa_semantics;
 mod nn_basics;
 mod store_cli;
