@@ -7,4 +7,5 @@ pub mod bench;
 pub mod data;
 pub mod doctor;
 pub mod nn;
+pub mod program;
 pub mod store;

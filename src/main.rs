@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cmd_bench;
 mod cmd_data;
 mod cmd_doctor;
+mod cmd_program;
 mod cmd_store;
 
 use visprog_distiller::store::VersionRef;
@@ -44,6 +45,11 @@ enum Command {
     Data {
         #[command(subcommand)]
         cmd: cmd_data::DataCmd,
+    },
+    /// Check, run and convert visual programs.
+    Program {
+        #[command(subcommand)]
+        cmd: cmd_program::ProgramCmd,
     },
     /// List module versions (all modules, or one).
     Versions {
@@ -154,6 +160,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Doctor { json } => cmd_doctor::run(cli, *json),
         Command::Data { cmd } => cmd_data::run(cli, cmd),
+        Command::Program { cmd } => cmd_program::run(cli, cmd),
         Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
         Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
         Command::Alias { cmd } => cmd_store::alias(cli, cmd),

@@ -7,6 +7,7 @@ mod doctor;
 mod domain_gap;
 mod gqa_semantics;
 mod nn_basics;
+mod programs;
 mod store_cli;
 mod store_crash;
 mod store_model;

@@ -1,0 +1,59 @@
+//! Visual programs: VisProg's syntax (`parser`, `ast`), the module registry
+//! and validator (`validate`), EVAL's expression language (`eval`), the
+//! interpreter with image provenance and traces (`interp`, `trace`), oracle
+//! modules (`oracle`) and program generators (`convert`, `llm`).
+
+pub mod ast;
+pub mod convert;
+pub mod eval;
+pub mod interp;
+pub mod oracle;
+pub mod parser;
+pub mod run;
+pub mod trace;
+pub mod validate;
+
+use serde::Serialize;
+
+/// The kinds of error `vpd program check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Not VisProg's syntax.
+    Syntax,
+    /// A module the registry does not know.
+    UnknownModule,
+    /// An unknown, missing or repeated argument.
+    BadArgument,
+    /// A variable used before it is defined.
+    UndefinedVariable,
+    /// A value of a kind that can never fit.
+    Type,
+    /// An EVAL expression outside the language.
+    InvalidExpression,
+}
+
+/// An error in a program, with its 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("line {line}, column {column}: {kind:?}: {message}")]
+pub struct ProgramError {
+    /// Line.
+    pub line: usize,
+    /// Column.
+    pub column: usize,
+    /// Kind.
+    pub kind: ErrorKind,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A warning: accepted, but worth fixing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    /// Line.
+    pub line: usize,
+    /// Column.
+    pub column: usize,
+    /// What.
+    pub message: String,
+}
