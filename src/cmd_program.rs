@@ -252,7 +252,7 @@ fn run_program(
     let outcome = interp::run(&prog, &inputs, &bound, perception);
     let (result, tr, err) = match outcome {
         Ok(o) => (o.result, o.trace, None),
-        Err((e, t)) => (None, t, Some(e)),
+        Err(f) => (None, f.trace, Some(f.error)),
     };
     if let Some(path) = trace {
         std::fs::write(path, tr.to_html(&file.display().to_string()))

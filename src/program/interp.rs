@@ -107,6 +107,15 @@ pub struct StepError {
     pub message: String,
 }
 
+/// A run that stopped at a failing step, with the trace up to it.
+#[derive(Debug)]
+pub struct Failed {
+    /// The step's error.
+    pub error: StepError,
+    /// Every step up to and including the failing one.
+    pub trace: Trace,
+}
+
 /// The result of a run.
 #[derive(Debug)]
 pub struct Outcome {
@@ -241,7 +250,7 @@ pub fn run(
     inputs: &BTreeMap<String, ImageVal>,
     vars: &BTreeMap<String, Val>,
     perception: Option<&mut dyn Perception>,
-) -> Result<Outcome, (StepError, Trace)> {
+) -> Result<Outcome, Box<Failed>> {
     let mut perception = perception;
     let mut env: BTreeMap<String, Value> = BTreeMap::new();
     for (k, v) in inputs {
@@ -403,7 +412,7 @@ pub fn run(
                     ms,
                     error: Some(e.message.clone()),
                 });
-                return Err((e, trace));
+                return Err(Box::new(Failed { error: e, trace }));
             }
         }
     }

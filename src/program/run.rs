@@ -69,7 +69,7 @@ pub fn implicit_for(id: &str) -> bool {
     for b in id.bytes() {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
-    h % 3 == 0
+    h.is_multiple_of(3)
 }
 
 /// Correct out of n.
@@ -127,7 +127,7 @@ pub fn oracle_gqa(
             };
             let inputs = BTreeMap::from([("IMAGE".to_string(), img)]);
             let out = interp::run(&prog, &inputs, &BTreeMap::new(), Some(&mut oracle))
-                .map_err(|(e, _)| e.to_string())?;
+                .map_err(|f| f.error.to_string())?;
             Ok(out.result.map(|v| v.to_answer()).unwrap_or_default())
         })();
         let want = q.answer.clone().unwrap_or_default();
@@ -195,7 +195,7 @@ pub fn oracle_nlvr2(
                 ]),
             };
             let out = interp::run(&prog, &inputs, &BTreeMap::new(), Some(&mut oracle))
-                .map_err(|(e, _)| e.to_string())?;
+                .map_err(|f| f.error.to_string())?;
             Ok(out.result.ok_or("no result")?.truthy())
         })();
         let ok = outcome == Ok(e.label);

@@ -209,7 +209,7 @@ fn check_eval(expr: &str, vars: &[(&str, &str)], want: &str) {
         .collect();
     let got = interp::run(&p.unwrap(), &BTreeMap::new(), &bound, None)
         .map(|o| o.result.unwrap().to_answer())
-        .map_err(|(e, _)| e.to_string());
+        .map_err(|f| f.error.to_string());
     assert_eq!(got.as_deref(), Ok(want), "{expr} with {vars:?}");
 }
 
@@ -463,7 +463,10 @@ fn program() -> impl Strategy<Value = Program> {
     })
 }
 
-fn strip_positions(p: &Program) -> Vec<(String, String, Vec<(String, Arg)>)> {
+/// (out, module, [(name, value)]) of each step, positions dropped.
+type Bare = Vec<(String, String, Vec<(String, Arg)>)>;
+
+fn strip_positions(p: &Program) -> Bare {
     p.steps
         .iter()
         .map(|s| {
