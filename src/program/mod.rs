@@ -7,6 +7,7 @@ pub mod ast;
 pub mod convert;
 pub mod eval;
 pub mod interp;
+pub mod llm;
 pub mod oracle;
 pub mod parser;
 pub mod run;

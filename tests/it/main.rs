@@ -6,6 +6,7 @@ mod data;
 mod doctor;
 mod domain_gap;
 mod gqa_semantics;
+mod llm;
 mod nn_basics;
 mod programs;
 mod store_cli;

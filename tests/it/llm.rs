@@ -1,0 +1,178 @@
+//! The `llm` generator against a local HTTP server that answers like an
+//! OpenAI-compatible endpoint: slow, malformed, error and good answers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use visprog_distiller::program::llm::{self, LlmConfig, LlmError};
+use visprog_distiller::program::validate::Task;
+use visprog_distiller::store::Store;
+
+#[derive(Clone)]
+enum Reply {
+    Slow(Duration),
+    Status(u16, &'static str),
+    Body(String),
+}
+
+fn completion(content: &str) -> String {
+    serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        .to_string()
+}
+
+/// Serves the scripted replies in order (the last one repeats) on
+/// 127.0.0.1; returns the base URL and the request bodies it saw.
+fn serve(replies: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate().take(20) {
+            let Ok(mut s) = conn else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0;
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let reply = replies[i.min(replies.len() - 1)].clone();
+            let (status, text) = match reply {
+                Reply::Slow(d) => {
+                    std::thread::sleep(d);
+                    (200, completion("too late"))
+                }
+                Reply::Status(c, t) => (c, t.to_string()),
+                Reply::Body(b) => (200, b),
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn cfg(url: &str, retries: u32) -> LlmConfig {
+    LlmConfig {
+        base_url: url.into(),
+        model: "test-model".into(),
+        api_key: Some("k".into()),
+        timeout: Duration::from_millis(400),
+        retries,
+        backoff: Duration::from_millis(10),
+        max_tokens: 256,
+    }
+}
+
+const GOOD: &str = "Here is the program:\n```\nANSWER0=VQA(image=LEFT,question='How many circles are in the image?')\nANSWER1=EVAL(expr='{ANSWER0} == 2')\nFINAL_ANSWER=RESULT(var=ANSWER1)\n```";
+
+#[test]
+fn slow_malformed_error_and_invalid_answers_are_retried_until_a_valid_program() {
+    let (url, seen) = serve(vec![
+        Reply::Slow(Duration::from_millis(900)),
+        Reply::Body("{not json".into()),
+        Reply::Status(500, "{\"error\": \"overloaded\"}"),
+        Reply::Body(completion(
+            "ANSWER0=VQA(image=LEFT,question='How many?')\nFINAL_ANSWER=RESULT(var=ANSWER9)",
+        )),
+        Reply::Body(completion(GOOD)),
+    ]);
+    let g = llm::generate(
+        &cfg(&url, 5),
+        Task::Nlvr2,
+        "The left image contains exactly 2 circles.",
+    )
+    .unwrap();
+    assert_eq!(g.attempts, 5);
+    assert!(g.program.starts_with("ANSWER0=VQA(image=LEFT"));
+    assert!(g.program.ends_with("FINAL_ANSWER=RESULT(var=ANSWER1)"));
+    // The prompt is few-shot, with the statement last.
+    let body: serde_json::Value = serde_json::from_str(&seen.lock().unwrap()[4]).unwrap();
+    assert_eq!(body["model"], "test-model");
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(user.contains("Statement: There is a red square in one image."));
+    assert!(user.ends_with("Statement: The left image contains exactly 2 circles.\nProgram:"));
+}
+
+#[test]
+fn an_invalid_answer_is_retried_then_recorded_as_a_failure() {
+    let (url, seen) = serve(vec![Reply::Body(completion("I cannot help with that."))]);
+    let err = llm::generate(&cfg(&url, 2), Task::Gqa, "What color is the ring?").unwrap_err();
+    match &err {
+        LlmError::GaveUp { attempts, last } => {
+            assert_eq!(*attempts, 3);
+            assert!(matches!(**last, LlmError::InvalidProgram(_)), "{last}");
+        }
+        other => panic!("{other}"),
+    }
+    // Cached in the store: a second ask does not reach the endpoint.
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path().join("store")).unwrap();
+    let c = cfg(&url, 0);
+    let first = llm::generate_cached(&store, &c, Task::Gqa, "What color is the ring?").unwrap();
+    assert!(first.unwrap_err().contains("invalid"));
+    let asked = seen.lock().unwrap().len();
+    let again = llm::generate_cached(&store, &c, Task::Gqa, "What color is the ring?").unwrap();
+    assert!(again.is_err());
+    assert_eq!(seen.lock().unwrap().len(), asked, "answered from the cache");
+}
+
+#[test]
+fn a_client_error_is_not_retried_and_names_the_status() {
+    let (url, seen) = serve(vec![Reply::Status(401, "{\"error\": \"bad key\"}")]);
+    let err = llm::generate(&cfg(&url, 3), Task::Gqa, "Is there a ring?").unwrap_err();
+    assert!(matches!(err, LlmError::Status { status: 401, .. }), "{err}");
+    assert!(err.to_string().contains("HTTP 401") && err.to_string().contains(&url));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn an_unreachable_endpoint_is_a_clear_error() {
+    // A port nothing listens on: bind, read the port, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let err = llm::generate(&cfg(&url, 1), Task::Gqa, "Is there a ring?").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("unreachable") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_shipped_in_context_examples_are_valid_programs() {
+    for (prompt, task, label) in [
+        (llm::GQA_PROMPT, Task::Gqa, "Question:"),
+        (llm::NLVR2_PROMPT, Task::Nlvr2, "Statement:"),
+    ] {
+        let mut n = 0;
+        for block in prompt.split(label).skip(1) {
+            let program = block.split_once("Program:\n").unwrap().1.trim();
+            let (_, rep) = visprog_distiller::program::validate::check_text(program, Some(task));
+            assert!(
+                rep.errors.is_empty() && rep.warnings.is_empty(),
+                "{program}: {:?}",
+                rep.errors
+            );
+            n += 1;
+        }
+        assert!(n >= 5);
+    }
+}
