@@ -72,7 +72,7 @@ fn parse_task(s: &str) -> Option<Task> {
     }
 }
 
-pub fn run(_cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
+pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
     match cmd {
         ProgramCmd::Check { file, json } => check(file, *json),
         ProgramCmd::Run {
@@ -82,7 +82,15 @@ pub fn run(_cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
             modules,
             trace,
             json,
-        } => run_program(file, vars, images, modules, trace.as_deref(), *json),
+        } => run_program(
+            &cli.store,
+            file,
+            vars,
+            images,
+            modules,
+            trace.as_deref(),
+            *json,
+        ),
         ProgramCmd::Convert {
             gqa_questions,
             oracle,
@@ -177,6 +185,7 @@ fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
 }
 
 fn run_program(
+    store: &Path,
     file: &Path,
     vars: &[String],
     images: &[String],
@@ -233,22 +242,10 @@ fn run_program(
         inputs.insert(k.clone(), prun::load_input(&k, &path)?);
         paths.insert(k, path);
     }
-    let mut oracle = None;
-    for m in modules {
-        if m == "oracle" {
-            let mut o = Oracle::default();
-            for (name, path) in &paths {
-                let g = prun::find_scene(path).with_context(|| {
-                    format!("the oracle needs the scene graph of {}: none found beside it (synthetic data only)", path.display())
-                })?;
-                o.scenes.insert(name.clone(), g);
-            }
-            oracle = Some(o);
-        } else {
-            bail!("module `{m}`: only `oracle` is available; the neural LOC and VQA modules are not built yet");
-        }
-    }
-    let perception = oracle.as_mut().map(|o| o as &mut dyn interp::Perception);
+    let mut perception = build_modules(store, modules, &paths)?;
+    let perception = perception
+        .as_mut()
+        .map(|p| p.as_mut() as &mut dyn interp::Perception);
     let outcome = interp::run(&prog, &inputs, &bound, perception);
     let (result, tr, err) = match outcome {
         Ok(o) => (o.result, o.trace, None),
@@ -283,6 +280,100 @@ fn run_program(
         bail!("{}: {e}", file.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--modules`: `oracle` (LOC and VQA), or `LOC=oracle`, `VQA=oracle`,
+/// `VQA=vqa@REF` (a trained VQA version from the store).
+fn build_modules(
+    store: &Path,
+    modules: &[String],
+    paths: &BTreeMap<String, PathBuf>,
+) -> Result<Option<Box<dyn interp::Perception>>> {
+    if modules.is_empty() {
+        return Ok(None);
+    }
+    let oracle = || -> Result<Oracle> {
+        let mut o = Oracle::default();
+        for (name, path) in paths {
+            let g = prun::find_scene(path).with_context(|| {
+                format!(
+                    "the oracle needs the scene graph of {}: none found beside it (synthetic data only)",
+                    path.display()
+                )
+            })?;
+            o.scenes.insert(name.clone(), g);
+        }
+        Ok(o)
+    };
+    let mut loc: Option<Box<dyn interp::Perception>> = None;
+    let mut vqa: Option<Box<dyn interp::Perception>> = None;
+    for m in modules {
+        let (slot, spec) = match m.split_once('=') {
+            Some((s, v)) => (Some(s.to_uppercase()), v),
+            None => (None, m.as_str()),
+        };
+        let provider: Box<dyn interp::Perception> = if spec == "oracle" {
+            Box::new(oracle()?)
+        } else {
+            let r: visprog_distiller::store::VersionRef =
+                spec.parse().map_err(anyhow::Error::msg)?;
+            let store = visprog_distiller::store::Store::open(store)?;
+            let v = store.resolve(&r)?;
+            let bytes = store.blobs().get(&v.blob)?;
+            let model = visprog_distiller::nn::model::Model::from_bytes(
+                &bytes,
+                visprog_distiller::nn::DeviceChoice::Cpu,
+            )?;
+            if model.meta.kind != "vqa-student" && model.meta.kind != "gqa-teacher" {
+                bail!("{r} is a {}, not a VQA module", model.meta.kind);
+            }
+            Box::new(visprog_distiller::nn::perception::NeuralVqa {
+                model,
+                label: format!("{}@{}", v.module, v.number),
+            })
+        };
+        match slot.as_deref() {
+            None => {
+                if spec != "oracle" {
+                    bail!("give a slot for `{m}`: VQA={m} (LOC=... for detection)");
+                }
+                loc = Some(Box::new(oracle()?));
+                vqa = Some(provider);
+            }
+            Some("LOC") => {
+                if spec != "oracle" {
+                    bail!(
+                        "LOC={spec}: only the oracle LOC exists; the LOC network is not built yet"
+                    );
+                }
+                loc = Some(provider);
+            }
+            Some("VQA") => vqa = Some(provider),
+            Some(other) => bail!("unknown module slot `{other}` (LOC or VQA)"),
+        }
+    }
+    struct Missing(&'static str);
+    impl interp::Perception for Missing {
+        fn name(&self, _: &str) -> String {
+            "none".into()
+        }
+        fn loc(&mut self, _: &interp::ImageVal, _: &str) -> Result<Vec<interp::ScoredBox>, String> {
+            Err(format!(
+                "no {} module given: add {}=oracle to --modules",
+                self.0, self.0
+            ))
+        }
+        fn vqa(&mut self, _: &interp::ImageVal, _: &str) -> Result<String, String> {
+            Err(format!(
+                "no {} module given: add {}=... to --modules",
+                self.0, self.0
+            ))
+        }
+    }
+    Ok(Some(Box::new(interp::Composite {
+        loc: loc.unwrap_or_else(|| Box::new(Missing("LOC"))),
+        vqa: vqa.unwrap_or_else(|| Box::new(Missing("VQA"))),
+    })))
 }
 
 fn convert_cmd(file: &Path, oracle: bool, as_json: bool) -> Result<ExitCode> {

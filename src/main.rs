@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cmd_bench;
 mod cmd_data;
 mod cmd_doctor;
+mod cmd_pretrain;
 mod cmd_program;
 mod cmd_store;
 
@@ -50,6 +51,11 @@ enum Command {
     Program {
         #[command(subcommand)]
         cmd: cmd_program::ProgramCmd,
+    },
+    /// Pre-train the VQA student or a task's teacher into the store.
+    Pretrain {
+        #[command(subcommand)]
+        cmd: cmd_pretrain::PretrainCmd,
     },
     /// List module versions (all modules, or one).
     Versions {
@@ -161,6 +167,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Doctor { json } => cmd_doctor::run(cli, *json),
         Command::Data { cmd } => cmd_data::run(cli, cmd),
         Command::Program { cmd } => cmd_program::run(cli, cmd),
+        Command::Pretrain { cmd } => cmd_pretrain::run(cli, cmd),
         Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
         Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
         Command::Alias { cmd } => cmd_store::alias(cli, cmd),

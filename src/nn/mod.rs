@@ -1,7 +1,11 @@
 //! Everything that touches tch (libtorch). No other module of the crate
 //! imports `tch`: the rest of the code sees plain Rust data.
 
+pub mod film;
+pub mod model;
+pub mod perception;
 mod runtime;
+pub mod text;
 mod tiny;
 
 pub use runtime::{libtorch_info, parse_device, set_threads, DeviceChoice, LibtorchInfo};
@@ -21,6 +25,9 @@ pub enum NnError {
         /// Whether `libtorch_cuda.so` is loaded into this process.
         linked: bool,
     },
+    /// A checkpoint that does not load.
+    #[error("corrupt checkpoint: {0}")]
+    Checkpoint(String),
     /// A device name other than `cpu` or `cuda[:N]`.
     #[error("unknown device `{0}` (expected cpu, cuda or cuda:N)")]
     UnknownDevice(String),

@@ -424,3 +424,26 @@ pub fn run(
     trace.result = result.clone();
     Ok(Outcome { result, trace })
 }
+
+/// LOC and VQA from different providers (e.g. oracle LOC with a trained VQA).
+pub struct Composite {
+    /// Answers LOC.
+    pub loc: Box<dyn Perception>,
+    /// Answers VQA.
+    pub vqa: Box<dyn Perception>,
+}
+
+impl Perception for Composite {
+    fn name(&self, module: &str) -> String {
+        match module {
+            "LOC" => self.loc.name(module),
+            _ => self.vqa.name(module),
+        }
+    }
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
+        self.loc.loc(image, object)
+    }
+    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String> {
+        self.vqa.vqa(image, question)
+    }
+}

@@ -7,6 +7,7 @@ mod doctor;
 mod domain_gap;
 mod gqa_semantics;
 mod llm;
+mod models;
 mod nn_basics;
 mod programs;
 mod store_cli;

@@ -1,0 +1,120 @@
+//! `vpd pretrain students|teacher`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use visprog_distiller::data::synth::Task;
+use visprog_distiller::models::{self, PretrainConfig, PretrainReport};
+use visprog_distiller::nn::{self, model::TrainConfig};
+
+use crate::Cli;
+
+/// Training settings shared by both.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Examples per split of the synthetic data to train on.
+    #[arg(long, default_value_t = 4000)]
+    n: usize,
+    /// Most epochs (early stopping on the dev split).
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Seed of the weights and the order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `vpd pretrain ...`
+#[derive(Debug, Subcommand)]
+pub enum PretrainCmd {
+    /// The VQA student, on the generic corpus (alias `base`).
+    Students {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A task's teacher, on the task's train split (alias `teacher`).
+    Teacher {
+        /// gqa or nlvr2.
+        #[arg(long)]
+        task: Task,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
+    let store = crate::cmd_store::open(cli)?;
+    let (common, task) = match cmd {
+        PretrainCmd::Students { common } => (common, None),
+        PretrainCmd::Teacher { task, common } => (common, Some(*task)),
+    };
+    if task == Some(Task::Generic) {
+        bail!("--task must be gqa or nlvr2");
+    }
+    let cfg = PretrainConfig {
+        n: common.n,
+        data_seed: 0,
+        train: TrainConfig {
+            epochs: common.epochs,
+            batch: 64,
+            lr: 2e-3,
+            patience: 3,
+            seed: common.seed,
+        },
+        device: nn::parse_device(&common.device)?,
+    };
+    nn::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
+    let bar = indicatif::ProgressBar::new(common.epochs as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] epoch {pos}/{len} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let what = task.map_or("vqa student".to_string(), |t| {
+        format!("{t:?} teacher").to_lowercase()
+    });
+    bar.set_message(format!("{what}: making data"));
+    let progress = |epoch: usize, loss: f64, acc: f64| {
+        bar.set_position(epoch as u64 + 1);
+        bar.set_message(format!("{what}: loss {loss:.3}, dev {:.1}%", 100.0 * acc));
+        if !bar.is_hidden() {
+            return;
+        }
+        tracing::info!(
+            "{what} epoch {}: loss {loss:.4}, dev accuracy {:.1}%",
+            epoch + 1,
+            100.0 * acc
+        );
+    };
+    let r: PretrainReport = match task {
+        None => models::pretrain_student(&store, &cfg, &progress)?,
+        Some(t) => models::pretrain_teacher(&store, t, &cfg, &progress)?,
+    };
+    bar.finish_and_clear();
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        let v = &r.version;
+        println!(
+            "{}@{} (alias {}): test accuracy {:.1}% (n={}), best dev {:.1}% at epoch {}, {:.0} s",
+            v.module,
+            v.number,
+            if task.is_some() { "teacher" } else { "base" },
+            r.test_accuracy,
+            r.test_n,
+            100.0 * r.training.best_dev_accuracy,
+            r.training.best_epoch + 1,
+            r.training.seconds
+        );
+        for (g, (n, acc)) in &r.by_group {
+            println!("  {g:<24} {acc:>5.1}% (n={n})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
