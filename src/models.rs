@@ -288,7 +288,49 @@ fn film(vocab: usize, classes: usize, pair: bool) -> FilmConfig {
         channels: [32, 64, 64],
         classes: classes as i64,
         pair,
+        glimpses: 3,
     }
+}
+
+/// The data of a generator config, made when missing, and its key.
+fn data_for(
+    store: &Store,
+    task: Task,
+    cfg: &PretrainConfig,
+) -> Result<(PathBuf, String), DataError> {
+    let dir = data_dir(
+        store,
+        SynthConfig {
+            task,
+            n: cfg.n,
+            seed: cfg.data_seed,
+            size: INPUT,
+        },
+    )?;
+    let key = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((dir, key))
+}
+
+type Split = Vec<(Example, String)>;
+
+/// train, dev and test examples.
+fn three(load: impl Fn(&str) -> Result<Split, DataError>) -> Result<[Split; 3], DataError> {
+    Ok([load("train")?, load("dev")?, load("test")?])
+}
+
+/// A tokenizer of the training texts and the world's words.
+fn tokenizer_for(train: &[(Example, String)]) -> Tokenizer {
+    let world = world_words();
+    Tokenizer::fit(
+        train
+            .iter()
+            .map(|(e, _)| e.text.as_str())
+            .chain([world.as_str()]),
+        16,
+    )
 }
 
 /// Pre-trains a task's teacher on its train split.
@@ -298,88 +340,42 @@ pub fn pretrain_teacher(
     cfg: &PretrainConfig,
     progress: &dyn Fn(usize, f64, f64),
 ) -> Result<PretrainReport, ModelError> {
-    let sc = SynthConfig {
-        task,
-        n: cfg.n,
-        seed: cfg.data_seed,
-        size: INPUT,
-    };
-    let dir = data_dir(store, sc)?;
-    let key = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match task {
+    let (dir, key) = data_for(store, task, cfg)?;
+    let (module, [tr, dv, te], answers, pair) = match task {
         Task::Gqa => {
             let ans = answers();
-            let (tr, dv, te) = (
-                gqa_examples(&dir, "train", &ans)?,
-                gqa_examples(&dir, "dev", &ans)?,
-                gqa_examples(&dir, "test", &ans)?,
-            );
-            let tok = Tokenizer::fit(
-                tr.iter()
-                    .map(|(e, _)| e.text.as_str())
-                    .chain([world_words().as_str()]),
-                16,
-            );
-            let meta = ModelMeta {
-                kind: "gqa-teacher".into(),
-                film: film(tok.words.len(), ans.list.len(), false),
-                tokenizer: tok,
-                answers: ans,
-            };
-            fit_and_save(
-                store,
+            (
                 "gqa-teacher",
-                "teacher",
-                meta,
-                &tr,
-                &dv,
-                &te,
-                cfg,
-                key,
-                progress,
+                three(|s| gqa_examples(&dir, s, &ans))?,
+                ans,
+                false,
             )
         }
         Task::Nlvr2 => {
-            let (tr, dv, te) = (
-                nlvr2_examples(&dir, "train")?,
-                nlvr2_examples(&dir, "dev")?,
-                nlvr2_examples(&dir, "test")?,
-            );
-            let tok = Tokenizer::fit(
-                tr.iter()
-                    .map(|(e, _)| e.text.as_str())
-                    .chain([world_words().as_str()]),
-                16,
-            );
             let ans = Answers {
                 list: vec!["false".into(), "true".into()],
             };
-            let meta = ModelMeta {
-                kind: "nlvr2-teacher".into(),
-                film: film(tok.words.len(), 2, true),
-                tokenizer: tok,
-                answers: ans,
-            };
-            fit_and_save(
-                store,
+            (
                 "nlvr2-teacher",
-                "teacher",
-                meta,
-                &tr,
-                &dv,
-                &te,
-                cfg,
-                key,
-                progress,
+                three(|s| nlvr2_examples(&dir, s))?,
+                ans,
+                true,
             )
         }
         Task::Generic => {
-            Err(DataError::Invalid("teachers are trained on gqa or nlvr2".into()).into())
+            return Err(DataError::Invalid("teachers are trained on gqa or nlvr2".into()).into())
         }
-    }
+    };
+    let tokenizer = tokenizer_for(&tr);
+    let meta = ModelMeta {
+        kind: module.into(),
+        film: film(tokenizer.words.len(), answers.list.len(), pair),
+        tokenizer,
+        answers,
+    };
+    fit_and_save(
+        store, module, "teacher", meta, &tr, &dv, &te, cfg, key, progress,
+    )
 }
 
 /// Pre-trains the VQA student on the generic corpus.
@@ -388,33 +384,14 @@ pub fn pretrain_student(
     cfg: &PretrainConfig,
     progress: &dyn Fn(usize, f64, f64),
 ) -> Result<PretrainReport, ModelError> {
-    let sc = SynthConfig {
-        task: Task::Generic,
-        n: cfg.n,
-        seed: cfg.data_seed,
-        size: INPUT,
-    };
-    let dir = data_dir(store, sc)?;
-    let key = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (dir, key) = data_for(store, Task::Generic, cfg)?;
     let ans = answers();
-    let (tr, dv, te) = (
-        generic_examples(&dir, "train", &ans)?,
-        generic_examples(&dir, "dev", &ans)?,
-        generic_examples(&dir, "test", &ans)?,
-    );
-    let tok = Tokenizer::fit(
-        tr.iter()
-            .map(|(e, _)| e.text.as_str())
-            .chain([world_words().as_str()]),
-        16,
-    );
+    let [tr, dv, te] = three(|s| generic_examples(&dir, s, &ans))?;
+    let tokenizer = tokenizer_for(&tr);
     let meta = ModelMeta {
         kind: "vqa-student".into(),
-        film: film(tok.words.len(), ans.list.len(), false),
-        tokenizer: tok,
+        film: film(tokenizer.words.len(), ans.list.len(), false),
+        tokenizer,
         answers: ans,
     };
     fit_and_save(

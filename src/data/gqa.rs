@@ -237,25 +237,23 @@ fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, DataError> {
     Ok(std::io::BufReader::with_capacity(1 << 20, f))
 }
 
-/// Reads a questions file, calling `f` for each well-formed question and
-/// collecting an [`Issue`] for each malformed one (naming the question id
-/// and field). A file that is not valid JSON is an error naming its line
-/// and column.
-pub fn for_each_question(
+/// Streams a file holding one JSON object keyed by id, decoding each entry
+/// as a `T`: `f(id, value)` for each well-formed one, an [`Issue`] naming
+/// `what` and the id for each malformed one. A file that is not valid JSON
+/// is an error naming its line and column.
+fn for_each_entry<T: serde::de::DeserializeOwned>(
     path: &Path,
+    what: &str,
     issues: &mut Vec<Issue>,
-    mut f: impl FnMut(Question),
+    mut f: impl FnMut(String, T),
 ) -> Result<usize, DataError> {
     let file = path.display().to_string();
     stream_object(open(path)?, |id, raw| {
-        match serde_json::from_str::<Question>(raw.get()) {
-            Ok(mut q) => {
-                q.id = id;
-                f(q)
-            }
+        match serde_json::from_str::<T>(raw.get()) {
+            Ok(v) => f(id, v),
             Err(e) => issues.push(Issue {
                 file: file.clone(),
-                at: format!("question {id}"),
+                at: format!("{what} {id}"),
                 message: strip_position(&e),
             }),
         }
@@ -265,6 +263,21 @@ pub fn for_each_question(
         line: e.line(),
         column: e.column(),
         message: strip_position(&e),
+    })
+}
+
+/// Reads a questions file, calling `f` for each well-formed question and
+/// collecting an [`Issue`] for each malformed one (naming the question id
+/// and field). A file that is not valid JSON is an error naming its line
+/// and column.
+pub fn for_each_question(
+    path: &Path,
+    issues: &mut Vec<Issue>,
+    mut f: impl FnMut(Question),
+) -> Result<usize, DataError> {
+    for_each_entry(path, "question", issues, |id, mut q: Question| {
+        q.id = id;
+        f(q)
     })
 }
 
@@ -280,26 +293,10 @@ pub fn load_questions(path: &Path) -> Result<(Vec<Question>, Vec<Issue>), DataEr
 pub fn load_scene_graphs(
     path: &Path,
 ) -> Result<(BTreeMap<String, SceneGraph>, Vec<Issue>), DataError> {
-    let file = path.display().to_string();
     let mut out = BTreeMap::new();
     let mut issues = Vec::new();
-    stream_object(open(path)?, |id, raw| {
-        match serde_json::from_str::<SceneGraph>(raw.get()) {
-            Ok(g) => {
-                out.insert(id, g);
-            }
-            Err(e) => issues.push(Issue {
-                file: file.clone(),
-                at: format!("scene graph {id}"),
-                message: strip_position(&e),
-            }),
-        }
-    })
-    .map_err(|e| DataError::Syntax {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: strip_position(&e),
+    for_each_entry(path, "scene graph", &mut issues, |id, g: SceneGraph| {
+        out.insert(id, g);
     })?;
     Ok((out, issues))
 }

@@ -23,6 +23,14 @@ pub struct FilmConfig {
     pub classes: i64,
     /// Two images (NLVR2) instead of one.
     pub pair: bool,
+    /// Attention glimpses, each with its own projection of the question
+    /// (several let the head compare two objects).
+    #[serde(default = "one")]
+    pub glimpses: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// Question-conditioned image trunk.
@@ -36,8 +44,8 @@ pub struct Film {
     c3: nn::Conv2D,
     film2: nn::Linear,
     film3: nn::Linear,
-    att_q: nn::Linear,
-    att: nn::Conv2D,
+    att_q: Vec<nn::Linear>,
+    att: Vec<nn::Conv2D>,
     head1: nn::Linear,
     head2: nn::Linear,
 }
@@ -60,7 +68,8 @@ impl Film {
     /// Builds the variables under `p`.
     pub fn new(p: &nn::Path, cfg: &FilmConfig) -> Film {
         let [a, b, c] = cfg.channels;
-        let pooled = 2 * c;
+        let g = cfg.glimpses.max(1);
+        let pooled = (g + 1) * c;
         let joint = if cfg.pair { 2 * pooled } else { pooled } + cfg.hidden;
         Film {
             cfg: cfg.clone(),
@@ -71,8 +80,12 @@ impl Film {
             c3: conv(p / "c3", b + 2, c, 1),
             film2: nn::linear(p / "film2", cfg.hidden, 2 * b, Default::default()),
             film3: nn::linear(p / "film3", cfg.hidden, 2 * c, Default::default()),
-            att_q: nn::linear(p / "att_q", cfg.hidden, c, Default::default()),
-            att: nn::conv2d(p / "att", c, 1, 1, Default::default()),
+            att_q: (0..g)
+                .map(|k| nn::linear(p / format!("att_q{k}"), cfg.hidden, c, Default::default()))
+                .collect(),
+            att: (0..g)
+                .map(|k| nn::conv2d(p / format!("att{k}"), c, 1, 1, Default::default()))
+                .collect(),
             head1: nn::linear(p / "head1", joint, 128, Default::default()),
             head2: nn::linear(p / "head2", 128, cfg.classes, Default::default()),
         }
@@ -97,7 +110,7 @@ impl Film {
         (x * (g + 1.0) + b).relu()
     }
 
-    /// images: `[B, 3, S, S]`, q: `[B, hidden]` -> pooled `[B, 2c]`.
+    /// images: `[B, 3, S, S]`, q: `[B, hidden]` -> pooled `[B, (glimpses + 1) c]`.
     fn encode_image(&self, images: &Tensor, q: &Tensor) -> Tensor {
         let x = images.apply(&self.c1).relu();
         let x = Film::film(&x.apply(&self.c2), &q.apply(&self.film2));
@@ -111,13 +124,19 @@ impl Film {
             .expand([bsz, 1, h, w], false);
         let x = Tensor::cat(&[x, ys, xs], 1);
         let x = Film::film(&x.apply(&self.c3), &q.apply(&self.film3));
-        let keyed = &x * q.apply(&self.att_q).unsqueeze(-1).unsqueeze(-1);
-        let logits = keyed.apply(&self.att).view([bsz, -1]);
-        let weights = logits.softmax(-1, Kind::Float).unsqueeze(1);
         let flat = x.view([bsz, x.size()[1], -1]);
-        let att = (&flat * &weights).sum_dim_intlist(-1, false, Kind::Float);
-        let mean = flat.mean_dim(-1, false, Kind::Float);
-        Tensor::cat(&[att, mean], 1)
+        let mut parts = Vec::with_capacity(self.att.len() + 1);
+        for (proj, att) in self.att_q.iter().zip(&self.att) {
+            let keyed = &x * q.apply(proj).unsqueeze(-1).unsqueeze(-1);
+            let weights = keyed
+                .apply(att)
+                .view([bsz, -1])
+                .softmax(-1, Kind::Float)
+                .unsqueeze(1);
+            parts.push((&flat * &weights).sum_dim_intlist(-1, false, Kind::Float));
+        }
+        parts.push(flat.mean_dim(-1, false, Kind::Float));
+        Tensor::cat(&parts, 1)
     }
 
     /// Logits `[B, classes]`. `images`: `[B, 3, S, S]`, or for a pair model

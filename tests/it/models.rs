@@ -53,6 +53,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
             channels: [16, 32, 32],
             classes: ans.list.len() as i64,
             pair: false,
+            glimpses: 2,
         },
         tokenizer: tok,
         answers: ans,
