@@ -486,26 +486,23 @@ fn arith(op: &str, a: &Val, b: &Val) -> Result<Val, String> {
     }))
 }
 
+fn ordered<T: PartialOrd + ?Sized>(op: &str, x: &T, y: &T) -> bool {
+    match op {
+        "==" => x == y,
+        "!=" => x != y,
+        "<" => x < y,
+        "<=" => x <= y,
+        ">" => x > y,
+        _ => x >= y,
+    }
+}
+
 fn compare(op: &str, a: &Val, b: &Val) -> Result<bool, String> {
     if let (Some(x), Some(y)) = (a.num(), b.num()) {
-        return Ok(match op {
-            "==" => x == y,
-            "!=" => x != y,
-            "<" => x < y,
-            "<=" => x <= y,
-            ">" => x > y,
-            _ => x >= y,
-        });
+        return Ok(ordered(op, &x, &y));
     }
     match (op, a, b) {
-        (_, Val::Text(x), Val::Text(y)) => Ok(match op {
-            "==" => x == y,
-            "!=" => x != y,
-            "<" => x < y,
-            "<=" => x <= y,
-            ">" => x > y,
-            _ => x >= y,
-        }),
+        (_, Val::Text(x), Val::Text(y)) => Ok(ordered(op, x.as_str(), y.as_str())),
         ("==", _, _) => Ok(a == b),
         ("!=", _, _) => Ok(a != b),
         _ => Err(format!(

@@ -302,7 +302,7 @@ pub fn run(
                 let img = image("image")?;
                 let object = text("object")?;
                 inputs_trace.push(("image".into(), TraceValue::of_image(&img)));
-                inputs_trace.push(("object".into(), TraceValue::Text(object.clone())));
+                inputs_trace.push(("object".into(), TraceValue::text(object.clone())));
                 if let Some(r) = region(&img, &object) {
                     return Ok(Value::Boxes(BoxesVal {
                         boxes: vec![ScoredBox {
@@ -330,7 +330,7 @@ pub fn run(
                 let img = image("image")?;
                 let q = text("question")?;
                 inputs_trace.push(("image".into(), TraceValue::of_image(&img)));
-                inputs_trace.push(("question".into(), TraceValue::Text(q.clone())));
+                inputs_trace.push(("question".into(), TraceValue::text(q.clone())));
                 let p = perception.as_deref_mut().ok_or_else(|| {
                     fail("VQA needs a module: give --modules (oracle, or VQA=vqa@REF)".into())
                 })?;
@@ -358,10 +358,10 @@ pub fn run(
                         }
                         None => return Err(fail(format!("{{{r}}} has no value"))),
                     };
-                    inputs_trace.push((r.clone(), TraceValue::Scalar(v.clone())));
+                    inputs_trace.push((r.clone(), TraceValue::scalar(v.clone())));
                     bound.insert(r, v);
                 }
-                inputs_trace.push(("expr".into(), TraceValue::Text(expr_text)));
+                inputs_trace.push(("expr".into(), TraceValue::text(expr_text)));
                 Ok(Value::Scalar(expr.eval(&bound).map_err(&fail)?))
             }
             "RESULT" => {

@@ -49,7 +49,6 @@ pub enum TraceValue {
     Missing,
 }
 
-#[allow(non_snake_case)]
 impl TraceValue {
     /// An image.
     pub fn of_image(i: &ImageVal) -> TraceValue {
@@ -77,11 +76,11 @@ impl TraceValue {
         }
     }
     /// A scalar.
-    pub fn Scalar(v: Val) -> TraceValue {
+    pub fn scalar(v: Val) -> TraceValue {
         TraceValue::Scalar { value: v }
     }
     /// A text argument.
-    pub fn Text(t: String) -> TraceValue {
+    pub fn text(t: String) -> TraceValue {
         TraceValue::Text { text: t }
     }
 }
