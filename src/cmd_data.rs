@@ -54,6 +54,11 @@ pub enum DataCmd {
         /// Image folder (with --questions).
         #[arg(long, requires = "questions")]
         images: Option<PathBuf>,
+        /// NLVR2 with --root, synthetic data only: also run each line's
+        /// `program` with oracle modules over `{split}_scenes.json` and
+        /// report how many give the label.
+        #[arg(long, requires = "root")]
+        oracle: bool,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -120,6 +125,7 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
             split,
             questions,
             images,
+            oracle,
             json,
         } => {
             let (files, images) = match (root, questions) {
@@ -140,10 +146,28 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
                 "nlvr2" => check::check_nlvr2(&files, images.as_deref()),
                 t => bail!("unknown task `{t}` (gqa or nlvr2)"),
             };
+            let oracle_report = match (oracle, root) {
+                (true, Some(root)) if task == "nlvr2" => Some(nlvr2_oracle(root, &files)?),
+                (true, _) => bail!("--oracle checks synthetic NLVR2 programs; for GQA use `vpd program convert --oracle`"),
+                _ => None,
+            };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let mut v = serde_json::to_value(&report)?;
+                if let Some(o) = &oracle_report {
+                    v["oracle"] = serde_json::to_value(o)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_check(&report);
+                if let Some(o) = &oracle_report {
+                    println!(
+                        "oracle modules: {} of {} programs give the label ({:.1}%)",
+                        o.total.correct, o.total.n, o.total.accuracy
+                    );
+                    for f in o.failures.iter().take(5) {
+                        println!("  wrong: {f}");
+                    }
+                }
             }
             for e in &report.errors {
                 eprintln!("error: {e}");
@@ -155,6 +179,34 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// Runs every line's program of the given NLVR2 files with oracle modules.
+fn nlvr2_oracle(
+    root: &std::path::Path,
+    files: &[PathBuf],
+) -> Result<visprog_distiller::program::run::OracleReport> {
+    use visprog_distiller::data::nlvr2;
+    use visprog_distiller::program::run as prun;
+    let mut all = prun::OracleReport::default();
+    for f in files {
+        let split = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let scenes_path = root.join(format!("{split}_scenes.json"));
+        let scenes: std::collections::BTreeMap<String, synth::PairScenes> =
+            serde_json::from_slice(&std::fs::read(&scenes_path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} (the oracle needs the synthetic scene graphs)",
+                    scenes_path.display()
+                )
+            })?)?;
+        let (examples, _) = nlvr2::load(f)?;
+        let r = prun::oracle_nlvr2(&examples, &scenes, &root.join("images").join(&split));
+        all.merge(r);
+    }
+    Ok(all)
 }
 
 /// A grid of the first 8 train images of what `synth` wrote.

@@ -104,6 +104,26 @@ pub struct OracleReport {
     pub failures: Vec<String>,
 }
 
+impl OracleReport {
+    /// Adds another report's counts to this one.
+    pub fn merge(&mut self, other: OracleReport) {
+        let add = |a: &mut Count, b: &Count| {
+            a.n += b.n;
+            a.correct += b.correct;
+            a.accuracy = 100.0 * a.correct as f64 / a.n.max(1) as f64;
+        };
+        add(&mut self.total, &other.total);
+        for (k, c) in &other.by_operation {
+            add(self.by_operation.entry(k.clone()).or_default(), c);
+        }
+        for (k, c) in &other.by_type {
+            add(self.by_type.entry(k.clone()).or_default(), c);
+        }
+        self.failures.extend(other.failures);
+        self.failures.truncate(20);
+    }
+}
+
 /// Converts and runs every question with oracle modules over its scene
 /// graph and image.
 pub fn oracle_gqa(

@@ -193,6 +193,23 @@ fn synthetic_nlvr2_programs_with_oracle_modules_give_every_label() {
         assert_eq!(r.total.n, 140);
         assert_eq!(r.total.correct, 140, "{:?}", r.failures);
     }
+    let out = vpd_in(
+        d.path(),
+        &[
+            "data",
+            "check",
+            "--task",
+            "nlvr2",
+            "--root",
+            root.to_str().unwrap(),
+            "--oracle",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_of(&out);
+    assert_eq!(v["oracle"]["total"]["n"], 560);
+    assert_eq!(v["oracle"]["total"]["correct"], 560);
 }
 
 fn check_eval(expr: &str, vars: &[(&str, &str)], want: &str) {
