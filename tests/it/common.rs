@@ -47,3 +47,10 @@ pub fn torch_python() -> Option<PathBuf> {
         found,
     )
 }
+
+/// `../shared/peer-data` (real GQA and NLVR2 samples, VisProg's examples),
+/// beside the repository in a developer's checkout and in CI.
+pub fn peer() -> Option<PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peer-data");
+    require("../shared/peer-data", p.exists().then_some(p))
+}

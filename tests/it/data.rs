@@ -5,12 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{require, vpd_in};
-
-fn peer() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peer-data");
-    require("../shared/peer-data", p.exists().then_some(p))
-}
+use crate::common::{peer, vpd_in};
 
 fn run_json(dir: &Path, args: &[&str]) -> (i32, Value) {
     let out = vpd_in(dir, args);

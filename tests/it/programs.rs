@@ -10,12 +10,7 @@ use visprog_distiller::program::ast::{Arg, NamedArg, Program, Step};
 use visprog_distiller::program::eval::{self, Val};
 use visprog_distiller::program::{interp, parser, run as prun, validate};
 
-use crate::common::{require, vpd_in};
-
-fn peer() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peer-data");
-    require("../shared/peer-data", p.exists().then_some(p))
-}
+use crate::common::{peer, vpd_in};
 
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
