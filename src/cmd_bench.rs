@@ -47,10 +47,92 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// VQA student training speed against the same network and loop in
+    /// PyTorch (the venv's Python, same torch), batch 1 and 64, interleaved.
+    Train {
+        /// Measured rounds per batch size (after one warm-up round).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// Threads of both sides (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<i32>,
+        /// The Python with torch (default: VPD_TORCH_PYTHON, else the venv
+        /// vpd's libtorch came from).
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+        /// One JSON document on stdout: the list of rows.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(_cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
     match cmd {
+        BenchCmd::Train {
+            rounds,
+            threads,
+            python,
+            json,
+        } => {
+            let Some(py) = python.clone().or_else(bench::train::find_python) else {
+                anyhow::bail!(
+                    "no Python with torch found: pass --python or set VPD_TORCH_PYTHON (scripts/libtorch.sh prints it)"
+                );
+            };
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
+            });
+            let quiet = *json;
+            let r = bench::train::run(&py, threads, *rounds, &|m| {
+                if !quiet {
+                    eprintln!("  {m}");
+                }
+            })?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r.rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "VQA student training, vpd (tch) vs PyTorch {} ({}), {} threads, {} rounds each, interleaved:",
+                r.pytorch_version, r.python, r.threads, r.rounds
+            );
+            println!(
+                "  {:>5} {:>22} {:>22} {:>7} {:>18}",
+                "batch", "vpd ex/s (min-max)", "PyTorch ex/s (min-max)", "ratio", "GFLOP/s vpd/PyT"
+            );
+            for row in &r.rows {
+                println!(
+                    "  {:>5} {:>8.1} ({:.1}-{:.1}) {:>8.1} ({:.1}-{:.1}) {:>7.3} {:>8.2} / {:.2}",
+                    row.batch,
+                    row.rust.median,
+                    row.rust.min,
+                    row.rust.max,
+                    row.pytorch.median,
+                    row.pytorch.min,
+                    row.pytorch.max,
+                    row.ratio,
+                    row.gflops[0],
+                    row.gflops[1]
+                );
+            }
+            println!(
+                "  first-step losses equal: {}",
+                r.rows
+                    .iter()
+                    .map(|x| format!(
+                        "batch {}: {:.6} / {:.6}",
+                        x.batch, x.first_loss[0], x.first_loss[1]
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  {:.1} MFLOP per training example; machine matmul rate {:.1} GFLOP/s (1024x1024 float32, libtorch)",
+                r.flops_per_example / 1e6,
+                r.matmul_gflops
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCmd::DataLoad { file, mode } => {
             let mode: bench::data::LoadMode = serde_json::from_value(serde_json::json!(mode))?;
             let r = bench::data::load_once(file, mode)?;

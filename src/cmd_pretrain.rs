@@ -35,6 +35,9 @@ pub struct Common {
 pub enum PretrainCmd {
     /// The VQA student, on the generic corpus (alias `base`).
     Students {
+        /// Only this student (vqa or loc); both when absent.
+        #[arg(long, value_parser = ["vqa", "loc"])]
+        only: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -50,8 +53,12 @@ pub enum PretrainCmd {
 
 pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
     let store = crate::cmd_store::open(cli)?;
+    let only = match cmd {
+        PretrainCmd::Students { only, .. } => only.clone(),
+        PretrainCmd::Teacher { .. } => None,
+    };
     let (common, task) = match cmd {
-        PretrainCmd::Students { common } => (common, None),
+        PretrainCmd::Students { common, .. } => (common, None),
         PretrainCmd::Teacher { task, common } => (common, Some(*task)),
     };
     if task == Some(Task::Generic) {
@@ -92,16 +99,42 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
             100.0 * acc
         );
     };
-    let r: PretrainReport = match task {
-        None => models::pretrain_student(&store, &cfg, &progress)?,
-        Some(t) => models::pretrain_teacher(&store, t, &cfg, &progress)?,
+    let r: Option<PretrainReport> = match task {
+        None if only.as_deref() == Some("loc") => None,
+        None => Some(models::pretrain_student(&store, &cfg, &progress)?),
+        Some(t) => Some(models::pretrain_teacher(&store, t, &cfg, &progress)?),
+    };
+    let loc = match task {
+        None if only.as_deref() == Some("vqa") => None,
+        None => {
+            bar.set_position(0);
+            let what = "loc student";
+            let progress = |epoch: usize, loss: f64, f1: f64| {
+                bar.set_position(epoch as u64 + 1);
+                bar.set_message(format!("{what}: loss {loss:.3}, dev F1 {:.1}%", 100.0 * f1));
+                if bar.is_hidden() {
+                    tracing::info!(
+                        "{what} epoch {}: loss {loss:.4}, dev F1@0.5 {:.1}%",
+                        epoch + 1,
+                        100.0 * f1
+                    );
+                }
+            };
+            Some(models::pretrain_loc(&store, &cfg, &progress)?)
+        }
+        Some(_) => None,
     };
     bar.finish_and_clear();
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let doc = match (&r, &loc, task) {
+            (Some(r), _, Some(_)) => serde_json::to_value(r)?,
+            _ => serde_json::json!({"vqa": r, "loc": loc}),
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        let v = &r.version;
-        println!(
+        if let Some(r) = &r {
+            let v = &r.version;
+            println!(
             "{}@{} (alias {}): test accuracy {:.1}% (n={}), best dev {:.1}% at epoch {}, {:.0} s",
             v.module,
             v.number,
@@ -112,8 +145,24 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
             r.training.best_epoch + 1,
             r.training.seconds
         );
-        for (g, (n, acc)) in &r.by_group {
-            println!("  {g:<24} {acc:>5.1}% (n={n})");
+            for (g, (n, acc)) in &r.by_group {
+                println!("  {g:<24} {acc:>5.1}% (n={n})");
+            }
+        }
+        if let Some(l) = &loc {
+            let v = &l.version;
+            println!(
+                "{}@{} (alias base): test precision {:.1}%, recall {:.1}% at IoU 0.5 ({} queries, {} boxes), best dev F1 {:.1}% at epoch {}, {:.0} s",
+                v.module,
+                v.number,
+                l.test_precision,
+                l.test_recall,
+                l.test_n,
+                l.test.ground_truth,
+                100.0 * l.training.best_dev_f1,
+                l.training.best_epoch + 1,
+                l.training.seconds
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
 use visprog_distiller::data::gqa;
+use visprog_distiller::models;
 use visprog_distiller::program::eval::Val;
 use visprog_distiller::program::oracle::Oracle;
 use visprog_distiller::program::validate::{self, Task};
@@ -312,25 +313,18 @@ fn build_modules(
             Some((s, v)) => (Some(s.to_uppercase()), v),
             None => (None, m.as_str()),
         };
+        let slot_name = slot.clone().unwrap_or_else(|| "VQA".into());
         let provider: Box<dyn interp::Perception> = if spec == "oracle" {
             Box::new(oracle()?)
         } else {
             let r: visprog_distiller::store::VersionRef =
                 spec.parse().map_err(anyhow::Error::msg)?;
             let store = visprog_distiller::store::Store::open(store)?;
-            let v = store.resolve(&r)?;
-            let bytes = store.blobs().get(&v.blob)?;
-            let model = visprog_distiller::nn::model::Model::from_bytes(
-                &bytes,
-                visprog_distiller::nn::DeviceChoice::Cpu,
-            )?;
-            if model.meta.kind != "vqa-student" && model.meta.kind != "gqa-teacher" {
-                bail!("{r} is a {}, not a VQA module", model.meta.kind);
+            let cpu = visprog_distiller::nn::DeviceChoice::Cpu;
+            match slot_name.as_str() {
+                "LOC" => Box::new(models::load_loc(&store, &r, cpu)?),
+                _ => Box::new(models::load_vqa(&store, &r, cpu)?),
             }
-            Box::new(visprog_distiller::nn::perception::NeuralVqa {
-                model,
-                label: format!("{}@{}", v.module, v.number),
-            })
         };
         match slot.as_deref() {
             None => {
@@ -340,14 +334,7 @@ fn build_modules(
                 loc = Some(Box::new(oracle()?));
                 vqa = Some(provider);
             }
-            Some("LOC") => {
-                if spec != "oracle" {
-                    bail!(
-                        "LOC={spec}: only the oracle LOC exists; the LOC network is not built yet"
-                    );
-                }
-                loc = Some(provider);
-            }
+            Some("LOC") => loc = Some(provider),
             Some("VQA") => vqa = Some(provider),
             Some(other) => bail!("unknown module slot `{other}` (LOC or VQA)"),
         }

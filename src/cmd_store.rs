@@ -543,6 +543,21 @@ pub fn store(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
             json,
         } => {
             let parent = parent.as_ref().map(|p| store.resolve(p)).transpose()?;
+            if let Some(side) = sidecar {
+                // A TorchScript module with its sidecar: it must load and
+                // answer a dummy batch in the shape the sidecar promises.
+                let read = |p: &std::path::Path| {
+                    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+                };
+                let spec = visprog_distiller::models::parse_sidecar(&read(side)?)
+                    .with_context(|| side.display().to_string())?;
+                visprog_distiller::nn::model::Model::from_torchscript(
+                    &read(file)?,
+                    &spec,
+                    visprog_distiller::nn::DeviceChoice::Cpu,
+                )
+                .with_context(|| format!("{} with sidecar {}", file.display(), side.display()))?;
+            }
             let v = store.import_file(module, file, parent.map(|p| p.id), sidecar.as_deref())?;
             if *json {
                 print_json(&version_json(&v, &HashMap::new()))?;

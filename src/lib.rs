@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod data;
 pub mod doctor;
+pub mod measure;
 pub mod models;
 pub mod nn;
 pub mod program;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cmd_bench;
 mod cmd_data;
 mod cmd_doctor;
+mod cmd_measure;
 mod cmd_pretrain;
 mod cmd_program;
 mod cmd_store;
@@ -57,6 +58,9 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd_pretrain::PretrainCmd,
     },
+    /// The students and teachers on the queries the adapters will ask, per
+    /// domain: the margin distillation can transfer.
+    Measure(cmd_measure::MeasureArgs),
     /// List module versions (all modules, or one).
     Versions {
         /// Only this module.
@@ -168,6 +172,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Data { cmd } => cmd_data::run(cli, cmd),
         Command::Program { cmd } => cmd_program::run(cli, cmd),
         Command::Pretrain { cmd } => cmd_pretrain::run(cli, cmd),
+        Command::Measure(a) => cmd_measure::run(cli, a),
         Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
         Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
         Command::Alias { cmd } => cmd_store::alias(cli, cmd),

@@ -14,11 +14,15 @@ use crate::data::images::{decode, to_model_input};
 use crate::data::synth::{self, GenericRecord, SynthConfig, Task};
 use crate::data::world::{plural, COLORS, RELATIONS, SHAPES, SIZES};
 use crate::data::{gqa, nlvr2, DataError};
+use crate::nn::detector::{
+    DetExample, DetTrainReport, DetectSettings, Detector, DetectorConfig, DetectorMeta, PrCounts,
+};
 use crate::nn::film::FilmConfig;
-use crate::nn::model::{Example, Model, ModelMeta, TrainConfig, TrainReport};
+use crate::nn::model::{Example, Model, ModelMeta, Sidecar, TrainConfig, TrainReport};
+use crate::nn::perception::{NeuralLoc, NeuralVqa};
 use crate::nn::text::{Answers, Tokenizer};
-use crate::nn::{DeviceChoice, NnError};
-use crate::store::{ModuleVersion, NewVersion, Store, StoreError};
+use crate::nn::{checkpoint, DeviceChoice, NnError};
+use crate::store::{ModuleVersion, NewVersion, Store, StoreError, VersionRef};
 
 /// Side of every model input, pixels.
 pub const INPUT: u32 = 64;
@@ -35,6 +39,94 @@ pub enum ModelError {
     /// Store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A version of another kind of network than the slot takes.
+    #[error("{version} is a {kind}, not a {wanted} module")]
+    WrongKind {
+        /// `module@number`.
+        version: String,
+        /// What its checkpoint holds.
+        kind: String,
+        /// `VQA` or `LOC`.
+        wanted: &'static str,
+    },
+}
+
+/// A user's TorchScript sidecar, parsed.
+pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, ModelError> {
+    serde_json::from_slice(bytes).map_err(|e| NnError::Checkpoint(format!("sidecar: {e}")).into())
+}
+
+/// A VQA-kind network of the store: a vpd checkpoint, or a user's
+/// TorchScript archive with its sidecar.
+pub fn load_model(
+    store: &Store,
+    r: &VersionRef,
+    device: DeviceChoice,
+) -> Result<(String, Model), ModelError> {
+    let v = store.resolve(r)?;
+    let bytes = store.blobs().get(&v.blob)?;
+    let label = format!("{}@{}", v.module, v.number);
+    let model = match &v.sidecar {
+        Some(h) => {
+            let side = parse_sidecar(&store.blobs().get(h)?)?;
+            Model::from_torchscript(&bytes, &side, device)?
+        }
+        None => {
+            let kind = checkpoint::kind_of(&bytes)?;
+            if kind == "loc-student" {
+                return Err(ModelError::WrongKind {
+                    version: label,
+                    kind,
+                    wanted: "VQA",
+                });
+            }
+            Model::from_bytes(&bytes, device)?
+        }
+    };
+    Ok((label, model))
+}
+
+/// A VQA network of the store (a student or the GQA teacher) as the
+/// interpreter's VQA module.
+pub fn load_vqa(
+    store: &Store,
+    r: &VersionRef,
+    device: DeviceChoice,
+) -> Result<NeuralVqa, ModelError> {
+    let (label, model) = load_model(store, r, device)?;
+    if !["vqa-student", "gqa-teacher"].contains(&model.meta.kind.as_str()) {
+        return Err(ModelError::WrongKind {
+            version: label,
+            kind: model.meta.kind.clone(),
+            wanted: "VQA",
+        });
+    }
+    Ok(NeuralVqa { model, label })
+}
+
+/// A LOC network of the store as the interpreter's LOC module.
+pub fn load_loc(
+    store: &Store,
+    r: &VersionRef,
+    device: DeviceChoice,
+) -> Result<NeuralLoc, ModelError> {
+    let v = store.resolve(r)?;
+    let bytes = store.blobs().get(&v.blob)?;
+    let label = format!("{}@{}", v.module, v.number);
+    let kind = checkpoint::kind_of(&bytes).unwrap_or_else(|_| "TorchScript module".into());
+    if kind != "loc-student" || v.sidecar.is_some() {
+        return Err(ModelError::WrongKind {
+            version: label,
+            kind,
+            wanted: "LOC",
+        });
+    }
+    let detector = Detector::from_bytes(&bytes, device)?;
+    Ok(NeuralLoc {
+        settings: detector.meta.settings,
+        detector,
+        label,
+    })
 }
 
 /// The answer vocabulary shared by students and the GQA teacher.
@@ -84,11 +176,12 @@ pub struct PretrainConfig {
 /// missing (written to a temporary folder, then renamed).
 pub fn data_dir(store: &Store, cfg: SynthConfig) -> Result<PathBuf, DataError> {
     let name = format!(
-        "{}-n{}-s{}-px{}",
+        "{}-n{}-s{}-px{}-g{}",
         format!("{:?}", cfg.task).to_lowercase(),
         cfg.n,
         cfg.seed,
-        cfg.size
+        cfg.size,
+        synth::GENERATOR_VERSION
     );
     let dir = store.root().join("data").join(name);
     if dir.join(".complete").exists() {
@@ -198,6 +291,81 @@ pub fn generic_examples(
         ));
     }
     Ok(out)
+}
+
+/// LOC training examples of a generic split: for each image, the boxes of
+/// each shape it has (named by shape, or one time in three by a colour and
+/// the shape, the colour right half of the time), and a shape it lacks
+/// (no boxes).
+pub fn generic_detections(dir: &Path, split: &str) -> Result<Vec<DetExample>, DataError> {
+    let p = dir.join(format!("{split}.jsonl"));
+    let text = std::fs::read_to_string(&p).map_err(|source| DataError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let r: GenericRecord = serde_json::from_str(line)
+            .map_err(|e| DataError::Invalid(format!("{}: {e}", p.display())))?;
+        if r.kind != "boxes" || r.boxes.is_empty() {
+            continue;
+        }
+        let mut rng = crate::data::rng::Rng::new(0, &format!("loc/{}", r.id));
+        let image = input(&dir.join(&r.image))?;
+        let side = INPUT as f64;
+        let frac = |b: [f64; 4]| b.map(|v| (v / side) as f32);
+        let mut shapes: Vec<&str> = r.boxes.iter().map(|b| b.name.as_str()).collect();
+        shapes.sort();
+        shapes.dedup();
+        let mut queries: Vec<String> = Vec::new();
+        for sh in &shapes {
+            if rng.chance(1.0 / 3.0) {
+                let o = r.boxes.iter().find(|b| b.name == *sh).expect("present");
+                let c = if rng.chance(0.5) {
+                    o.attributes.first().cloned().unwrap_or_default()
+                } else {
+                    rng.pick(&COLORS).to_string()
+                };
+                queries.push(format!("{c} {sh}"));
+            } else {
+                queries.push(sh.to_string());
+            }
+        }
+        let absent: Vec<&str> = SHAPES
+            .iter()
+            .copied()
+            .filter(|s| !shapes.contains(s))
+            .collect();
+        if !absent.is_empty() {
+            queries.push(rng.pick(&absent).to_string());
+        }
+        for name in queries {
+            out.push(DetExample {
+                image: image.clone(),
+                boxes: r
+                    .boxes
+                    .iter()
+                    .filter(|b| names(&name, &b.name, &b.attributes))
+                    .map(|b| frac(b.bbox))
+                    .collect(),
+                name,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether LOC's `query` (`circle`, `red circle`, `circles`) names an
+/// object with this name and attributes.
+pub fn names(query: &str, name: &str, attributes: &[String]) -> bool {
+    let words: Vec<&str> = query.split_whitespace().collect();
+    let Some((last, rest)) = words.split_last() else {
+        return false;
+    };
+    let singular = |w: &str| {
+        SHAPES.iter().any(|s| *s == w || plural(s) == w) && (w == name || plural(name) == w)
+    };
+    singular(last) && rest.iter().all(|w| attributes.iter().any(|a| a == w))
 }
 
 /// Accuracy per group, percent, with counts.
@@ -372,10 +540,26 @@ pub fn pretrain_teacher(
         film: film(tokenizer.words.len(), answers.list.len(), pair),
         tokenizer,
         answers,
+        script: false,
     };
     fit_and_save(
         store, module, "teacher", meta, &tr, &dv, &te, cfg, key, progress,
     )
+}
+
+/// A VQA student's metadata with the world's words as its vocabulary (the
+/// pre-trained student's vocabulary adds the words of its training texts).
+pub fn student_meta() -> ModelMeta {
+    let world = world_words();
+    let tokenizer = Tokenizer::fit([world.as_str()], 16);
+    let ans = answers();
+    ModelMeta {
+        kind: "vqa-student".into(),
+        film: film(tokenizer.words.len(), ans.list.len(), false),
+        tokenizer,
+        answers: ans,
+        script: false,
+    }
 }
 
 /// Pre-trains the VQA student on the generic corpus.
@@ -393,8 +577,83 @@ pub fn pretrain_student(
         film: film(tokenizer.words.len(), ans.list.len(), false),
         tokenizer,
         answers: ans,
+        script: false,
     };
     fit_and_save(
         store, "vqa", "base", meta, &tr, &dv, &te, cfg, key, progress,
     )
+}
+
+/// What pre-training the LOC student made.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocReport {
+    /// The new version.
+    pub version: ModuleVersion,
+    /// Training history.
+    pub training: DetTrainReport,
+    /// Test precision and recall counts at IoU 0.5.
+    pub test: PrCounts,
+    /// Test precision at IoU 0.5, percent.
+    pub test_precision: f64,
+    /// Test recall at IoU 0.5, percent.
+    pub test_recall: f64,
+    /// Test queries (image and name).
+    pub test_n: usize,
+}
+
+/// Pre-trains the LOC student on the generic corpus' boxes (module `loc`,
+/// alias `base`).
+pub fn pretrain_loc(
+    store: &Store,
+    cfg: &PretrainConfig,
+    progress: &dyn Fn(usize, f64, f64),
+) -> Result<LocReport, ModelError> {
+    let (dir, key) = data_for(store, Task::Generic, cfg)?;
+    let tr = generic_detections(&dir, "train")?;
+    let dv = generic_detections(&dir, "dev")?;
+    let te = generic_detections(&dir, "test")?;
+    let world = world_words();
+    let tokenizer = Tokenizer::fit(
+        tr.iter().map(|e| e.name.as_str()).chain([world.as_str()]),
+        4,
+    );
+    let meta = DetectorMeta {
+        kind: "loc-student".into(),
+        config: DetectorConfig {
+            image_size: INPUT as i64,
+            vocab: tokenizer.words.len() as i64,
+            word_dim: 32,
+            hidden: 64,
+            channels: [32, 64, 64, 64],
+        },
+        tokenizer,
+        settings: DetectSettings::default(),
+    };
+    let mut det = Detector::new(meta, cfg.device, cfg.train.seed)?;
+    let training = det.train(&tr, &dv, &cfg.train, progress)?;
+    let test = det.evaluate(&te, &det.meta.settings);
+    let metrics = serde_json::json!({
+        "test_precision": test.precision(), "test_recall": test.recall(), "test_n": te.len(),
+        "best_dev_f1": 100.0 * training.best_dev_f1, "epochs": training.train_loss.len(),
+    });
+    let version = store.save_version(
+        NewVersion {
+            module: "loc".into(),
+            data: Some(key),
+            config: serde_json::to_value(cfg).expect("config serialises"),
+            metrics,
+            ..Default::default()
+        },
+        &det.to_bytes()?,
+        None,
+    )?;
+    store.set_alias("loc", "base", version.id, Some("pretrained (loc)".into()))?;
+    Ok(LocReport {
+        version,
+        training,
+        test_precision: test.precision(),
+        test_recall: test.recall(),
+        test_n: te.len(),
+        test,
+    })
 }

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod store;
+pub mod train;
 
 /// Median, minimum and maximum of a set of timings, in milliseconds.
 #[derive(Debug, Clone, Copy, serde::Serialize)]

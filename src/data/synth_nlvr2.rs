@@ -14,6 +14,7 @@ pub const FAMILIES: &[&str] = &[
     "total",
     "compare_more",
     "all_color",
+    "side_exist",
 ];
 
 /// A statement with its program and label.
@@ -81,10 +82,10 @@ pub fn build(
     };
     match family {
         "contains_exact" => {
-            let k = 1 + rng.below(3);
+            let k = rng.below(5);
             let actual = if label {
                 k
-            } else if k == 1 || rng.chance(0.5) {
+            } else if k == 0 || rng.chance(0.5) {
                 k + 1
             } else {
                 k - 1
@@ -245,6 +246,36 @@ pub fn build(
                     "{}\n{}\nANSWER2=EVAL(expr='{{ANSWER0}} > 0 and {{ANSWER0}} == {{ANSWER1}}')\nFINAL_ANSWER=RESULT(var=ANSWER2)",
                     how_many(0, image, &pl),
                     how_many(1, image, &format!("{c} {pl}"))
+                ),
+                label,
+            })
+        }
+        "side_exist" => {
+            // One image has (true) or lacks (false) an object of a colour
+            // and shape; when it lacks it, the shape may still be there in
+            // another colour.
+            let c = *rng.pick(&COLORS);
+            let target = if on_left { &mut *left } else { &mut *right };
+            target
+                .objects
+                .retain(|o| !(o.shape == shape && o.color == c));
+            let z = *rng.pick(&SIZES);
+            if label {
+                target.place(rng, shape, c, z, scale)?;
+            } else if rng.chance(0.5) {
+                let other = loop {
+                    let o = *rng.pick(&COLORS);
+                    if o != c {
+                        break o;
+                    }
+                };
+                target.place(rng, shape, other, z, scale)?;
+            }
+            let q = format!("Is there a {c} {shape} in the image?");
+            Some(Built {
+                sentence: format!("The {side} image contains a {c} {shape}."),
+                program: format!(
+                    "ANSWER0=VQA(image={image},question='{q}')\nANSWER1=EVAL(expr='{{ANSWER0}}')\nFINAL_ANSWER=RESULT(var=ANSWER1)"
                 ),
                 label,
             })

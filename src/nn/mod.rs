@@ -1,10 +1,13 @@
 //! Everything that touches tch (libtorch). No other module of the crate
 //! imports `tch`: the rest of the code sees plain Rust data.
 
+pub mod checkpoint;
+pub mod detector;
 pub mod film;
 pub mod model;
 pub mod perception;
 mod runtime;
+pub mod speed;
 pub mod text;
 mod tiny;
 

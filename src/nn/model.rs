@@ -12,8 +12,6 @@ use super::film::{Film, FilmConfig};
 use super::text::{Answers, Tokenizer};
 use super::{DeviceChoice, NnError};
 
-const MAGIC: &[u8; 8] = b"VPDCKPT1";
-
 /// What travels with the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
@@ -25,6 +23,44 @@ pub struct ModelMeta {
     pub tokenizer: Tokenizer,
     /// Output classes.
     pub answers: Answers,
+    /// A user's TorchScript network (see `Model::from_torchscript`) instead
+    /// of the built-in FiLM network; `film` then only gives the input size,
+    /// the classes and whether it takes a pair.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub script: bool,
+}
+
+/// The network of a model.
+#[derive(Debug)]
+pub enum Net {
+    /// The built-in FiLM network.
+    Film(Box<Film>),
+    /// A user's TorchScript module, trainable (its parameters are in the
+    /// model's VarStore).
+    Script(tch::TrainableCModule),
+}
+
+/// A user's TorchScript module's sidecar: what its inputs and outputs are.
+/// `forward(images, tokens)` takes `[B, 3, S, S]` float images normalised
+/// as `to_model_input` does (`[B, 2, 3, S, S]` for a pair) and `[B, L]`
+/// int64 token ids of `vocabulary` (0 padding, 1 unknown, left-padded),
+/// and returns `[B, answers]` logits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    /// `vqa-student`, `gqa-teacher` or `nlvr2-teacher`.
+    pub kind: String,
+    /// Input side S in pixels.
+    pub image_size: i64,
+    /// Tokens per text L.
+    pub max_len: usize,
+    /// Words from id 2 on (ids 0 and 1 are padding and unknown), sorted.
+    pub vocabulary: Vec<String>,
+    /// The output classes in order.
+    pub answers: Vec<String>,
+    /// Takes a pair of images (NLVR2).
+    #[serde(default)]
+    pub pair: bool,
 }
 
 /// A network with its metadata.
@@ -34,7 +70,7 @@ pub struct Model {
     /// Weights.
     pub vs: nn::VarStore,
     /// The network.
-    pub net: Film,
+    pub net: Net,
 }
 
 impl std::fmt::Debug for Model {
@@ -94,39 +130,139 @@ impl Model {
     fn on(meta: ModelMeta, device: Device, seed: u64) -> Model {
         tch::manual_seed(seed as i64);
         let vs = nn::VarStore::new(device);
-        let net = Film::new(&vs.root(), &meta.film);
+        let net = Net::Film(Box::new(Film::new(&vs.root(), &meta.film)));
         Model { meta, vs, net }
     }
 
-    /// The checkpoint blob.
+    /// The checkpoint blob: for a TorchScript model, its TorchScript
+    /// archive (with the current weights) after the header.
     pub fn to_bytes(&self) -> Result<Vec<u8>, NnError> {
-        let header = serde_json::to_vec(&self.meta).expect("meta serialises");
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&(header.len() as u64).to_be_bytes());
-        out.extend_from_slice(&header);
-        self.vs.save_to_stream(&mut out)?;
-        Ok(out)
+        match &self.net {
+            Net::Film(_) => super::checkpoint::pack(&self.meta, &self.vs),
+            Net::Script(m) => {
+                let tmp = std::env::temp_dir().join(format!("vpd-{}.pt", uuid::Uuid::now_v7()));
+                let saved = m.save(&tmp);
+                let bytes = std::fs::read(&tmp);
+                let _ = std::fs::remove_file(&tmp);
+                saved?;
+                let bytes =
+                    bytes.map_err(|e| NnError::Checkpoint(format!("{}: {e}", tmp.display())))?;
+                super::checkpoint::pack_bytes(&self.meta, &bytes)
+            }
+        }
     }
 
     /// Loads a checkpoint blob.
     pub fn from_bytes(bytes: &[u8], device: DeviceChoice) -> Result<Model, NnError> {
-        let device = device.to_tch()?;
-        let bad = |m: &str| NnError::Checkpoint(m.to_string());
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(bad("not a vpd checkpoint (bad magic)"));
+        let (meta, weights): (ModelMeta, &[u8]) = super::checkpoint::unpack(bytes)?;
+        if meta.script {
+            return Model::script_on(meta, weights, device);
         }
-        let n = u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let header = bytes
-            .get(16..16 + n)
-            .ok_or_else(|| bad("truncated header"))?;
-        let meta: ModelMeta =
-            serde_json::from_slice(header).map_err(|e| bad(&format!("header: {e}")))?;
-        let mut m = Model::on(meta, device, 0);
-        m.vs.load_from_stream(Cursor::new(&bytes[16 + n..]))?;
+        let mut m = Model::on(meta, device.to_tch()?, 0);
+        m.vs.load_from_stream(Cursor::new(weights))?;
         Ok(m)
     }
 
-    fn batch(&self, examples: &[&Example]) -> (Tensor, Tensor, Tensor) {
+    fn script_on(meta: ModelMeta, archive: &[u8], device: DeviceChoice) -> Result<Model, NnError> {
+        let vs = nn::VarStore::new(device.to_tch()?);
+        let module = tch::TrainableCModule::load_data(&mut Cursor::new(archive), vs.root())
+            .map_err(|e| NnError::Checkpoint(format!("TorchScript archive: {e}")))?;
+        Ok(Model {
+            meta,
+            vs,
+            net: Net::Script(module),
+        })
+    }
+
+    /// A user's TorchScript module (its archive's bytes) with its sidecar.
+    /// One forward pass on a dummy batch checks that its inputs and output
+    /// match the sidecar.
+    pub fn from_torchscript(
+        archive: &[u8],
+        sidecar: &Sidecar,
+        device: DeviceChoice,
+    ) -> Result<Model, NnError> {
+        let bad = |m: String| NnError::Checkpoint(m);
+        if !["vqa-student", "gqa-teacher", "nlvr2-teacher"].contains(&sidecar.kind.as_str()) {
+            return Err(bad(format!(
+                "sidecar kind `{}`: expected vqa-student, gqa-teacher or nlvr2-teacher",
+                sidecar.kind
+            )));
+        }
+        if sidecar.image_size < 8 || sidecar.max_len == 0 || sidecar.answers.is_empty() {
+            return Err(bad(
+                "sidecar: image_size >= 8, max_len >= 1 and answers are needed".into(),
+            ));
+        }
+        // Ids are positions: the tokenizer looks words up by binary search,
+        // so the list must be sorted (and lower-case, as texts are).
+        if let Some(w) = sidecar
+            .vocabulary
+            .windows(2)
+            .find(|w| w[0] >= w[1] || w[1] != w[1].to_lowercase())
+        {
+            return Err(bad(format!(
+                "sidecar vocabulary must be sorted, unique and lower-case: `{}` then `{}`",
+                w[0], w[1]
+            )));
+        }
+        let mut words = vec!["<pad>".to_string(), "<unk>".to_string()];
+        words.extend(sidecar.vocabulary.iter().cloned());
+        let meta = ModelMeta {
+            kind: sidecar.kind.clone(),
+            film: FilmConfig {
+                image_size: sidecar.image_size,
+                vocab: words.len() as i64,
+                word_dim: 0,
+                hidden: 0,
+                channels: [0, 0, 0],
+                classes: sidecar.answers.len() as i64,
+                pair: sidecar.pair,
+                glimpses: 1,
+            },
+            tokenizer: Tokenizer {
+                words,
+                max_len: sidecar.max_len,
+            },
+            answers: Answers {
+                list: sidecar.answers.clone(),
+            },
+            script: true,
+        };
+        let m = Model::script_on(meta, archive, device)?;
+        let blank = std::sync::Arc::new(vec![
+            0.0;
+            (3 * sidecar.image_size * sidecar.image_size) as usize
+        ]);
+        let probe = Example {
+            images: (0..if sidecar.pair { 2 } else { 1 })
+                .map(|_| blank.clone())
+                .collect(),
+            text: "what".into(),
+            label: 0,
+        };
+        let (x, t, _) = m.batch(&[&probe, &probe]);
+        let out = m.logits(&x, &t)?;
+        if out.size() != [2, sidecar.answers.len() as i64] {
+            return Err(bad(format!(
+                "the TorchScript module returned shape {:?} for a batch of 2; the sidecar's {} answers need [2, {}]",
+                out.size(),
+                sidecar.answers.len(),
+                sidecar.answers.len()
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Logits `[B, classes]`.
+    pub fn logits(&self, images: &Tensor, tokens: &Tensor) -> Result<Tensor, NnError> {
+        Ok(match &self.net {
+            Net::Film(f) => f.logits(images, tokens),
+            Net::Script(m) => m.forward_ts(&[images, tokens])?,
+        })
+    }
+
+    pub(super) fn batch(&self, examples: &[&Example]) -> (Tensor, Tensor, Tensor) {
         let dev = self.vs.device();
         let s = self.meta.film.image_size;
         let per = examples[0].images.len() as i64;
@@ -161,11 +297,13 @@ impl Model {
             for chunk in examples.chunks(256) {
                 let refs: Vec<&Example> = chunk.iter().collect();
                 let (x, t, _) = self.batch(&refs);
-                let p = self
-                    .net
-                    .logits(&x, &t)
-                    .softmax(-1, Kind::Float)
-                    .to_device(Device::Cpu);
+                let Ok(logits) = self.logits(&x, &t) else {
+                    // A user's TorchScript module that fails gives no
+                    // distribution; callers report that example as failed.
+                    out.extend(chunk.iter().map(|_| Vec::new()));
+                    continue;
+                };
+                let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
                 let rows = p.size()[0];
                 let v: Vec<f32> = Vec::try_from(p.view([-1])).unwrap_or_default();
                 let k = v.len() / rows.max(1) as usize;
@@ -224,7 +362,7 @@ impl Model {
             for chunk in order.chunks(cfg.batch.max(1)) {
                 let refs: Vec<&Example> = chunk.iter().map(|i| &train[*i]).collect();
                 let (x, t, y) = self.batch(&refs);
-                let loss = self.net.logits(&x, &t).cross_entropy_for_logits(&y);
+                let loss = self.logits(&x, &t)?.cross_entropy_for_logits(&y);
                 opt.backward_step(&loss);
                 total += loss.double_value(&[]);
                 batches += 1;

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::data::images::to_model_input;
-use crate::program::interp::{ImageVal, Perception, ScoredBox};
+use crate::program::interp::{ImageVal, Perception, Rect, ScoredBox};
 
+use super::detector::{DetExample, DetectSettings, Detection, Detector};
 use super::model::{Example, Model};
 
 /// VQA answered by a network (its most probable answer).
@@ -45,5 +46,63 @@ impl Perception for NeuralVqa {
             .map(|(i, _)| i)
             .ok_or("empty answer distribution")?;
         Ok(self.model.meta.answers.list[best].clone())
+    }
+}
+
+/// LOC answered by the detector: boxes in the image's pixel coordinates,
+/// best first.
+#[derive(Debug)]
+pub struct NeuralLoc {
+    /// The network.
+    pub detector: Detector,
+    /// Threshold and suppression.
+    pub settings: DetectSettings,
+    /// `module@number` for traces.
+    pub label: String,
+}
+
+impl NeuralLoc {
+    /// Detections as fractions of the image.
+    pub fn detect(&self, image: &ImageVal, object: &str) -> Vec<Detection> {
+        let side = self.detector.meta.config.image_size as u32;
+        let ex = DetExample {
+            image: Arc::new(to_model_input(&image.pixels, side)),
+            name: object.to_string(),
+            boxes: vec![],
+        };
+        self.detector
+            .detect(&[ex], &self.settings)
+            .pop()
+            .unwrap_or_default()
+    }
+}
+
+impl Perception for NeuralLoc {
+    fn name(&self, _module: &str) -> String {
+        self.label.clone()
+    }
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
+        let (w, h) = (image.pixels.width() as f64, image.pixels.height() as f64);
+        Ok(self
+            .detect(image, object)
+            .into_iter()
+            .map(|d| {
+                let [x, y, bw, bh] = d.rect.map(f64::from);
+                let x0 = (x * w).clamp(0.0, w);
+                let y0 = (y * h).clamp(0.0, h);
+                ScoredBox {
+                    rect: Rect {
+                        x: x0,
+                        y: y0,
+                        w: ((x + bw) * w).clamp(0.0, w) - x0,
+                        h: ((y + bh) * h).clamp(0.0, h) - y0,
+                    },
+                    score: d.score as f64,
+                }
+            })
+            .collect())
+    }
+    fn vqa(&mut self, _image: &ImageVal, _question: &str) -> Result<String, String> {
+        Err(format!("{} is a LOC module, not VQA", self.label))
     }
 }

@@ -57,6 +57,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
         },
         tokenizer: tok,
         answers: ans,
+        script: false,
     };
     let mut m = Model::new(meta, DeviceChoice::Cpu, 1).unwrap();
     let cfg = TrainConfig {
@@ -153,4 +154,156 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
 fn a_corrupt_checkpoint_is_an_error() {
     assert!(Model::from_bytes(b"VPDCKPT1\0\0\0\0\0\0\0\x05{bad}", DeviceChoice::Cpu).is_err());
     assert!(Model::from_bytes(b"not a checkpoint at all", DeviceChoice::Cpu).is_err());
+}
+
+#[test]
+fn the_loc_student_learns_boxes_and_round_trips_through_the_store() {
+    use visprog_distiller::nn::detector::{
+        DetExample, DetectSettings, Detection, Detector, DetectorConfig, DetectorMeta, PrCounts,
+    };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("generic");
+    synth::write(
+        SynthConfig {
+            task: Task::Generic,
+            n: 600,
+            seed: 5,
+            size: INPUT,
+        },
+        &dir,
+        &|_, _| {},
+    )
+    .unwrap();
+    let train = models::generic_detections(&dir, "train").unwrap();
+    let dev = models::generic_detections(&dir, "dev").unwrap();
+    let test = models::generic_detections(&dir, "test").unwrap();
+    assert!(
+        train.iter().any(|e| e.boxes.is_empty()),
+        "absent shapes are asked too"
+    );
+    assert!(
+        train.iter().any(|e| e.name.contains(' ')),
+        "colour and shape names too"
+    );
+    let tok = Tokenizer::fit(train.iter().map(|e| e.name.as_str()), 4);
+    let meta = DetectorMeta {
+        kind: "loc-student".into(),
+        config: DetectorConfig {
+            image_size: INPUT as i64,
+            vocab: tok.words.len() as i64,
+            word_dim: 16,
+            hidden: 32,
+            channels: [16, 32, 32, 32],
+        },
+        tokenizer: tok,
+        settings: DetectSettings::default(),
+    };
+    let mut det = Detector::new(meta, DeviceChoice::Cpu, 3).unwrap();
+    let cfg = TrainConfig {
+        epochs: 10,
+        batch: 32,
+        lr: 3e-3,
+        patience: 4,
+        seed: 3,
+    };
+    let r = det.train(&train, &dev, &cfg, &|_, _, _| {}).unwrap();
+    assert!(
+        r.train_loss.last().unwrap() < &(0.7 * r.train_loss[0]),
+        "loss falls: {:?}",
+        r.train_loss
+    );
+    let s = det.meta.settings;
+    let got = det.evaluate(&test, &s);
+    // The baseline: one box of the mean size at the image centre for
+    // every query.
+    let all: Vec<[f32; 4]> = train.iter().flat_map(|e| e.boxes.clone()).collect();
+    let (mw, mh) = (
+        all.iter().map(|b| b[2]).sum::<f32>() / all.len() as f32,
+        all.iter().map(|b| b[3]).sum::<f32>() / all.len() as f32,
+    );
+    let mut base = PrCounts::default();
+    for e in &test {
+        let guess = Detection {
+            rect: [0.5 - mw / 2.0, 0.5 - mh / 2.0, mw, mh],
+            score: 1.0,
+        };
+        base.add(&[guess], &e.boxes, 0.5);
+    }
+    let f1 = |c: &PrCounts| {
+        let (p, r) = (c.precision(), c.recall());
+        2.0 * p * r / (p + r).max(1e-9)
+    };
+    eprintln!(
+        "loc student on tiny generic data: P {:.1}% R {:.1}% (centre-box baseline P {:.1}% R {:.1}%), {} queries",
+        got.precision(),
+        got.recall(),
+        base.precision(),
+        base.recall(),
+        test.len()
+    );
+    assert!(f1(&got) >= f1(&base) + 20.0, "{got:?} vs {base:?}");
+
+    // Saved as a version, loaded back, same detections; LOC in a program.
+    let store = Store::open(d.path().join("store")).unwrap();
+    let v = store
+        .save_version(
+            NewVersion {
+                module: "loc".into(),
+                ..Default::default()
+            },
+            &det.to_bytes().unwrap(),
+            None,
+        )
+        .unwrap();
+    let back =
+        Detector::from_bytes(&store.blobs().get(&v.blob).unwrap(), DeviceChoice::Cpu).unwrap();
+    let sample: Vec<DetExample> = test[..40].to_vec();
+    assert_eq!(back.detect(&sample, &s), det.detect(&sample, &s));
+    assert!(Model::from_bytes(&det.to_bytes().unwrap(), DeviceChoice::Cpu).is_err());
+    let img = dir.join("images/test/g000001.png");
+    std::fs::write(
+        d.path().join("p.txt"),
+        "BOX0=LOC(image=IMAGE,object='circle')\nANSWER0=COUNT(box=BOX0)\nFINAL_RESULT=RESULT(var=ANSWER0)\n",
+    )
+    .unwrap();
+    let im = format!("IMAGE={}", img.display());
+    let args = [
+        "program",
+        "run",
+        "p.txt",
+        "--image",
+        &im,
+        "--json",
+        "--modules",
+    ];
+    let out = crate::common::vpd_in(d.path(), &[&args[..], &["LOC=loc@1"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["steps"][0]["module"], "LOC (loc@1)");
+    // A VQA version in the LOC slot is refused, naming both.
+    let vq = store
+        .save_version(
+            NewVersion {
+                module: "vqa".into(),
+                ..Default::default()
+            },
+            &Model::new(models::student_meta(), DeviceChoice::Cpu, 0)
+                .unwrap()
+                .to_bytes()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(vq.number, 1);
+    let out = crate::common::vpd_in(d.path(), &[&args[..], &["LOC=vqa@1"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vqa@1 is a vqa-student, not a LOC module"),
+        "{err}"
+    );
 }

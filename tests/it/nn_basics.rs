@@ -116,3 +116,160 @@ torch.jit.script(M()).save(sys.argv[1])
         loss1.double_value(&[])
     );
 }
+
+/// A small VQA network in PyTorch, scripted: mean colour of the image and
+/// a bag of words -> logits over `answers`.
+const USER_VQA: &str = r#"
+import json, sys, torch
+class UserVqa(torch.nn.Module):
+    def __init__(self, vocab: int, answers: int):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, 8)
+        self.img = torch.nn.Linear(3, 8)
+        self.out = torch.nn.Linear(16, answers)
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        colour = images.mean(dim=(2, 3))
+        words = self.embed(tokens).mean(dim=1)
+        return self.out(torch.cat([torch.relu(self.img(colour)), words], 1))
+vocabulary = sorted(["what", "color", "is", "it", "the", "circle"])
+answers = ["red", "blue"]
+torch.manual_seed(0)
+torch.jit.script(UserVqa(len(vocabulary) + 2, len(answers))).save(sys.argv[1])
+json.dump({"kind": "vqa-student", "image_size": 16, "max_len": 6,
+           "vocabulary": vocabulary, "answers": answers}, open(sys.argv[2], "w"))
+"#;
+
+#[test]
+fn a_users_torchscript_student_imports_answers_and_trains() {
+    use std::sync::Arc;
+    use visprog_distiller::models;
+    use visprog_distiller::nn::model::{Example, TrainConfig};
+    use visprog_distiller::store::Store;
+
+    let Some(python) = torch_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (pt, side) = (dir.path().join("user.pt"), dir.path().join("user.json"));
+    let py = dir.path().join("make_user.py");
+    std::fs::write(&py, USER_VQA).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-W", "ignore"])
+        .arg(&py)
+        .args([&pt, &side])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A sidecar that promises the wrong output is refused, nothing stored.
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let bad = dir.path().join("bad.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
+    spec["answers"] = serde_json::json!(["red", "blue", "green"]);
+    std::fs::write(&bad, spec.to_string()).unwrap();
+    let o = crate::common::vpd_in(
+        dir.path(),
+        &[
+            "--store",
+            s,
+            "store",
+            "import",
+            "user-vqa",
+            pt.to_str().unwrap(),
+            "--sidecar",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[2, 3]") && err.contains("bad.json"), "{err}");
+
+    let o = crate::common::vpd_in(
+        dir.path(),
+        &[
+            "--store",
+            s,
+            "store",
+            "import",
+            "user-vqa",
+            pt.to_str().unwrap(),
+            "--sidecar",
+            side.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // It answers a VQA step of a program.
+    let img = dir.path().join("red.png");
+    image::RgbImage::from_pixel(16, 16, image::Rgb([220, 30, 30]))
+        .save(&img)
+        .unwrap();
+    let prog = dir.path().join("p.txt");
+    std::fs::write(
+        &prog,
+        "ANSWER0=VQA(image=IMAGE,question='What color is it?')\nFINAL_RESULT=RESULT(var=ANSWER0)\n",
+    )
+    .unwrap();
+    let o = crate::common::vpd_in(
+        dir.path(),
+        &[
+            "--store",
+            s,
+            "program",
+            "run",
+            prog.to_str().unwrap(),
+            "--image",
+            &format!("IMAGE={}", img.display()),
+            "--modules",
+            "VQA=user-vqa@1",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let said = v["result"].as_str().unwrap_or_default().to_string();
+    assert!(said == "red" || said == "blue", "{v}");
+
+    // Trained through TrainableCModule: red and blue images, loss falls,
+    // it learns them, and the trained version round-trips.
+    let st = Store::open(&store).unwrap();
+    let r = "user-vqa@1".parse().unwrap();
+    let (_, mut m) = models::load_model(&st, &r, DeviceChoice::Cpu).unwrap();
+    let ex = |rgb: [f32; 3], label: i64| Example {
+        images: vec![Arc::new(rgb.iter().flat_map(|c| vec![*c; 256]).collect())],
+        text: "What color is it?".into(),
+        label,
+    };
+    let data: Vec<Example> = (0..32)
+        .map(|i| {
+            if i % 2 == 0 {
+                ex([1.5, -1.0, -1.0], 0)
+            } else {
+                ex([-1.0, -1.0, 1.5], 1)
+            }
+        })
+        .collect();
+    let cfg = TrainConfig {
+        epochs: 15,
+        batch: 8,
+        lr: 0.05,
+        patience: 15,
+        seed: 0,
+    };
+    let rep = m.train(&data, &data, &cfg, &|_, _, _| {}).unwrap();
+    assert!(
+        rep.train_loss.last().unwrap() < &(0.5 * rep.train_loss[0]),
+        "{:?}",
+        rep.train_loss
+    );
+    let (acc, _) = m.evaluate(&data);
+    assert_eq!(acc, 1.0);
+    let again =
+        visprog_distiller::nn::model::Model::from_bytes(&m.to_bytes().unwrap(), DeviceChoice::Cpu)
+            .unwrap();
+    assert_eq!(again.predict(&data[..4]), m.predict(&data[..4]));
+}
