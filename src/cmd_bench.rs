@@ -47,6 +47,25 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Programs per second through the actors with batching against the
+    /// sequential mode, same networks and data; predictions must agree.
+    Exec {
+        /// The VQA slot (MODULE@REF or oracle).
+        #[arg(long, default_value = "vqa@base")]
+        vqa: String,
+        /// The LOC slot (MODULE@REF or oracle).
+        #[arg(long, default_value = "loc@base")]
+        loc: String,
+        /// GQA test programs per round.
+        #[arg(long, default_value_t = 500)]
+        programs: usize,
+        /// Measured rounds (after one warm-up round).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// VQA student training speed against the same network and loop in
     /// PyTorch (the venv's Python, same torch), batch 1 and 64, interleaved.
     Train {
@@ -66,8 +85,48 @@ pub enum BenchCmd {
     },
 }
 
-pub fn run(_cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
+pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
     match cmd {
+        BenchCmd::Exec {
+            vqa,
+            loc,
+            programs,
+            rounds,
+            json,
+        } => {
+            let store = crate::cmd_store::open(cli)?;
+            let (v, l) = crate::cmd_eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            visprog_distiller::nn::set_threads((threads / 2).max(1) as i32);
+            let quiet = *json;
+            let r = bench::exec::run(&store, &v, &l, *programs, *rounds, &|m| {
+                if !quiet {
+                    eprintln!("  {m}");
+                }
+            })?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{} GQA test programs, VQA={vqa} LOC={loc}, {} rounds each, interleaved:",
+                r.programs,
+                r.rounds_measured()
+            );
+            println!(
+                "  batched    {:>8.1} programs/s (min {:.1}, max {:.1}); at most {} in flight, mean batch VQA {:.1} LOC {:.1}",
+                r.batched.median, r.batched.min, r.batched.max, r.max_in_flight, r.mean_batch, r.mean_loc_batch
+            );
+            println!(
+                "  sequential {:>8.1} programs/s (min {:.1}, max {:.1})",
+                r.sequential.median, r.sequential.min, r.sequential.max
+            );
+            println!(
+                "  speedup {:.2}x; predictions identical: {}",
+                r.speedup, r.predictions_identical
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCmd::Train {
             rounds,
             threads,

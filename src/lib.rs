@@ -10,4 +10,5 @@ pub mod measure;
 pub mod models;
 pub mod nn;
 pub mod program;
+pub mod runtime;
 pub mod store;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cmd_bench;
 mod cmd_data;
 mod cmd_doctor;
+mod cmd_eval;
 mod cmd_measure;
 mod cmd_pretrain;
 mod cmd_program;
@@ -58,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd_pretrain::PretrainCmd,
     },
+    /// Score a pipeline (generator + VQA and LOC versions, or oracle) on a
+    /// task's split through the actor runtime; recorded in the store.
+    Eval(cmd_eval::EvalArgs),
     /// The students and teachers on the queries the adapters will ask, per
     /// domain: the margin distillation can transfer.
     Measure(cmd_measure::MeasureArgs),
@@ -134,10 +138,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One run in full (id or unique prefix).
+    /// One run, or one evaluation, in full (id or unique prefix).
     Show {
-        /// Run id or unique prefix.
+        /// Run or evaluation id, or a unique prefix.
         run: String,
+        /// For an evaluation: this example's trace...
+        #[arg(long, requires = "trace")]
+        example: Option<String>,
+        /// ...written to this self-contained HTML file.
+        #[arg(long, requires = "example")]
+        trace: Option<std::path::PathBuf>,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -173,6 +183,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Program { cmd } => cmd_program::run(cli, cmd),
         Command::Pretrain { cmd } => cmd_pretrain::run(cli, cmd),
         Command::Measure(a) => cmd_measure::run(cli, a),
+        Command::Eval(a) => cmd_eval::run(cli, a),
         Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
         Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
         Command::Alias { cmd } => cmd_store::alias(cli, cmd),
@@ -193,7 +204,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             json,
         } => cmd_store::regress(cli, candidate, against.as_ref(), *max_drop, *json),
         Command::Runs { json } => cmd_store::runs(cli, *json),
-        Command::Show { run, json } => cmd_store::show(cli, run, *json),
+        Command::Show {
+            run,
+            example,
+            trace,
+            json,
+        } => cmd_eval::show(cli, run, example.as_deref(), trace.as_deref(), *json),
         Command::Store { cmd } => cmd_store::store(cli, cmd),
         Command::Bench { cmd } => cmd_bench::run(cli, cmd),
     }

@@ -447,7 +447,8 @@ fn fit_and_save(
     })
 }
 
-fn film(vocab: usize, classes: usize, pair: bool) -> FilmConfig {
+/// The FiLM sizes of every built-in VQA-kind network (students, teachers).
+pub fn film(vocab: usize, classes: usize, pair: bool) -> FilmConfig {
     FilmConfig {
         image_size: INPUT as i64,
         vocab: vocab as i64,

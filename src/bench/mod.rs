@@ -1,6 +1,7 @@
 //! `vpd bench ...`: speed measured against a baseline in the same run.
 
 pub mod data;
+pub mod exec;
 pub mod store;
 pub mod train;
 

@@ -16,7 +16,7 @@ use crate::data::rng::Rng;
 use crate::data::world::{plural, COLORS, SHAPES};
 use crate::models;
 use crate::nn::model::{Example, Model};
-use crate::nn::speed::{self, Stepper};
+use crate::nn::speed::{self, Batches, Stepper};
 use crate::nn::{DeviceChoice, NnError};
 
 const SCRIPT: &str = include_str!("train_reference.py");
@@ -284,6 +284,7 @@ pub fn run(
             write_inputs(&dir, &model, &ex, threads, lr)?;
             let mut py = Reference::start(python, &dir)?;
             version = py.version.clone();
+            let batches = Batches::new(&model, &ex);
             let mut rust = Stepper::new(&model, lr)?;
             let (mut rs, mut ps) = (Vec::new(), Vec::new());
             let mut first = [f64::NAN; 2];
@@ -293,7 +294,7 @@ pub fn run(
                 for k in 0..2 {
                     let side = (k + round) % 2;
                     pair[side] = if side == 0 {
-                        rust.steps(&ex, batch, start, steps)?
+                        rust.steps(&batches, batch, start, steps)?
                     } else {
                         py.steps(batch, start, steps)?
                     };

@@ -38,6 +38,30 @@ impl Model {
     }
 }
 
+/// A training set as three tensors (images, tokens, labels), made once,
+/// from which consecutive batches are taken as views, as the PyTorch
+/// reference takes slices of its tensors.
+pub struct Batches {
+    images: Tensor,
+    tokens: Tensor,
+    labels: Tensor,
+    n: usize,
+}
+
+impl Batches {
+    /// Stacks `data` (one copy, before any timing).
+    pub fn new(model: &Model, data: &[Example]) -> Batches {
+        let refs: Vec<&Example> = data.iter().collect();
+        let (images, tokens, labels) = model.batch(&refs);
+        Batches {
+            images,
+            tokens,
+            labels,
+            n: data.len(),
+        }
+    }
+}
+
 /// Adam on a model, stepped on demand.
 pub struct Stepper<'a> {
     model: &'a Model,
@@ -54,21 +78,23 @@ impl<'a> Stepper<'a> {
     }
 
     /// `steps` training steps on batches `start, start + 1, ...` of `batch`
-    /// consecutive examples of `data` (wrapping); seconds taken and the
-    /// first step's loss.
+    /// consecutive examples (wrapping; `batch` divides the set's size);
+    /// seconds taken and the first step's loss.
     pub fn steps(
         &mut self,
-        data: &[Example],
+        data: &Batches,
         batch: usize,
         start: usize,
         steps: usize,
     ) -> Result<(f64, f64), NnError> {
         let t0 = std::time::Instant::now();
         let mut first = f64::NAN;
+        let b = batch as i64;
         for k in 0..steps {
-            let i = ((start + k) * batch) % data.len();
-            let refs: Vec<&Example> = data[i..(i + batch).min(data.len())].iter().collect();
-            let (x, t, y) = self.model.batch(&refs);
+            let i = (((start + k) * batch) % data.n) as i64;
+            let x = data.images.narrow(0, i, b);
+            let t = data.tokens.narrow(0, i, b);
+            let y = data.labels.narrow(0, i, b);
             let loss = self.model.logits(&x, &t)?.cross_entropy_for_logits(&y);
             self.opt.backward_step(&loss);
             if k == 0 {

@@ -123,6 +123,20 @@ impl Store {
         by_type: BTreeMap<String, Tally>,
         run: Option<Uuid>,
     ) -> Result<Evaluation, StoreError> {
+        self.record_evaluation_with_details(pipeline, total, by_type, run, None)
+    }
+
+    /// Records an evaluation with its per-example details (stored as a
+    /// blob first, so the record never names a missing blob).
+    pub fn record_evaluation_with_details(
+        &self,
+        pipeline: Pipeline,
+        total: Tally,
+        by_type: BTreeMap<String, Tally>,
+        run: Option<Uuid>,
+        details: Option<&[u8]>,
+    ) -> Result<Evaluation, StoreError> {
+        let details = details.map(|d| self.blobs().put(d)).transpose()?;
         let eval = Evaluation {
             id: Uuid::now_v7(),
             pipeline,
@@ -130,6 +144,7 @@ impl Store {
             by_type,
             run,
             created_at: Utc::now(),
+            details,
         };
         self.with_db(|db| {
             self.insert_evaluation(db, &eval)?;

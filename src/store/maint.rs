@@ -140,11 +140,13 @@ impl Store {
     }
 
     fn referenced_blobs(&self) -> Result<BTreeSet<String>, StoreError> {
-        Ok(self
+        let mut refs: BTreeSet<String> = self
             .versions(None)?
             .into_iter()
             .flat_map(|v| std::iter::once(v.blob).chain(v.sidecar))
-            .collect())
+            .collect();
+        refs.extend(self.evaluations()?.into_iter().filter_map(|e| e.details));
+        Ok(refs)
     }
 
     /// Removes blobs no version references (older than [`GC_GRACE`]) and

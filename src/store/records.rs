@@ -198,6 +198,9 @@ pub struct Evaluation {
     pub run: Option<Uuid>,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// sha256 of a JSON blob with every example's outcome and trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
 }
 
 /// A generated program, cached by generator configuration and input text.

@@ -10,6 +10,7 @@ mod llm;
 mod models;
 mod nn_basics;
 mod programs;
+mod runtime;
 mod store_cli;
 mod store_crash;
 mod store_model;

@@ -307,3 +307,135 @@ fn the_loc_student_learns_boxes_and_round_trips_through_the_store() {
         "{err}"
     );
 }
+
+/// The teachers' networks (their configs from `models::film`) on tiny data
+/// in their input formats, built from a tiny generic corpus' boxes: whole
+/// images with questions (GQA teacher) and pairs with statements about one
+/// side (NLVR2 teacher). The task domains need more data than a test can
+/// train on; the full-data accuracy per family is measured in the README.
+#[test]
+fn the_teacher_networks_learn_tiny_data_in_their_formats() {
+    use std::sync::Arc;
+    use visprog_distiller::data::images::{decode, to_model_input};
+    use visprog_distiller::data::synth::GenericRecord;
+    use visprog_distiller::data::world::{COLORS, SHAPES};
+    use visprog_distiller::nn::text::Answers;
+
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("generic");
+    synth::write(
+        SynthConfig {
+            task: Task::Generic,
+            n: 700,
+            seed: 6,
+            size: INPUT,
+        },
+        &dir,
+        &|_, _| {},
+    )
+    .unwrap();
+    // (image, shapes with colours) of a split's boxes records.
+    type Scenes = Vec<(Arc<Vec<f32>>, Vec<(String, String)>)>;
+    let scenes = |split: &str| -> Scenes {
+        std::fs::read_to_string(dir.join(format!("{split}.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<GenericRecord>(l).unwrap())
+            .filter(|r| r.kind == "boxes")
+            .map(|r| {
+                let img = Arc::new(to_model_input(&decode(&dir.join(&r.image)).unwrap(), INPUT));
+                let objs = r
+                    .boxes
+                    .iter()
+                    .map(|b| (b.name.clone(), b.attributes[0].clone()))
+                    .collect();
+                (img, objs)
+            })
+            .collect()
+    };
+    let ans = models::answers();
+    let yes_no = Answers {
+        list: vec!["false".into(), "true".into()],
+    };
+    // Half true, half false: an existence question per image (GQA) and a
+    // statement about one image of a pair (NLVR2).
+    let make = |split: &str, pair: bool| -> Vec<Example> {
+        let sc = scenes(split);
+        let mut out = Vec::new();
+        for (i, (img, objs)) in sc.iter().enumerate() {
+            let truth = i % 2 == 0;
+            let (sh, c) = if truth {
+                objs[i % objs.len()].clone()
+            } else {
+                let sh = SHAPES[i % SHAPES.len()];
+                let c = COLORS[(i / 6) % COLORS.len()];
+                if objs.iter().any(|(s, k)| s == sh && k == c) {
+                    continue;
+                }
+                (sh.to_string(), c.to_string())
+            };
+            out.push(if pair {
+                let other = sc[(i + 1) % sc.len()].0.clone();
+                let left = i % 4 < 2;
+                let side = if left { "left" } else { "right" };
+                Example {
+                    images: if left {
+                        vec![img.clone(), other]
+                    } else {
+                        vec![other, img.clone()]
+                    },
+                    text: format!("The {side} image contains a {c} {sh}."),
+                    label: truth as i64,
+                }
+            } else {
+                Example {
+                    images: vec![img.clone()],
+                    text: format!("Is there a {c} {sh}?"),
+                    label: ans.id(if truth { "yes" } else { "no" }).unwrap(),
+                }
+            });
+        }
+        out
+    };
+    for (kind, pair) in [("gqa-teacher", false), ("nlvr2-teacher", true)] {
+        let (train, dev, test) = (make("train", pair), make("dev", pair), make("test", pair));
+        let tok = Tokenizer::fit(train.iter().map(|e| e.text.as_str()), 16);
+        let answers = if pair { yes_no.clone() } else { ans.clone() };
+        let meta = ModelMeta {
+            kind: kind.into(),
+            film: models::film(tok.words.len(), answers.list.len(), pair),
+            tokenizer: tok,
+            answers,
+            script: false,
+        };
+        let mut m = Model::new(meta, DeviceChoice::Cpu, 2).unwrap();
+        let cfg = TrainConfig {
+            epochs: 10,
+            batch: 32,
+            lr: 2e-3,
+            patience: 4,
+            seed: 2,
+        };
+        let r = m.train(&train, &dev, &cfg, &|_, _, _| {}).unwrap();
+        assert!(
+            r.train_loss.last().unwrap() < &(0.7 * r.train_loss[0]),
+            "{kind}: loss falls: {:?}",
+            r.train_loss
+        );
+        let (acc, _) = m.evaluate(&test);
+        let ones = test.iter().filter(|e| e.label == test[0].label).count() as f64;
+        let chance = (ones / test.len() as f64).max(1.0 - ones / test.len() as f64);
+        eprintln!(
+            "{kind} on tiny data: {:.1}% (majority {:.1}%, n={})",
+            100.0 * acc,
+            100.0 * chance,
+            test.len()
+        );
+        assert!(
+            acc >= chance + 0.20,
+            "{kind}: accuracy {acc} vs chance {chance}"
+        );
+        let back = Model::from_bytes(&m.to_bytes().unwrap(), DeviceChoice::Cpu).unwrap();
+        assert_eq!(back.predict(&test[..20]), m.predict(&test[..20]));
+    }
+}

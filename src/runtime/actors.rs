@@ -1,0 +1,329 @@
+//! The actors: neural modules as `SyncArbiter` workers that own their tch
+//! networks, an async batcher in front of each (a `SyncArbiter` cannot see
+//! its own queue), and the program generator. Messages carry plain data:
+//! decoded images as `Arc`s, questions, distributions, boxes.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use image::RgbImage;
+use tokio::sync::oneshot;
+
+use crate::data::images::to_model_input;
+use crate::nn::detector::{DetExample, Detection};
+use crate::nn::model::Example;
+use crate::nn::perception::{NeuralLoc, NeuralVqa};
+
+/// A batch of queries for a worker; one result per query, or an error for
+/// the whole batch.
+pub struct Batch<Q, R>(pub Vec<Q>, std::marker::PhantomData<R>);
+
+impl<Q, R> Batch<Q, R> {
+    /// A batch.
+    pub fn new(q: Vec<Q>) -> Self {
+        Batch(q, std::marker::PhantomData)
+    }
+}
+
+impl<Q: 'static, R: 'static> Message for Batch<Q, R> {
+    type Result = Result<Vec<R>, String>;
+}
+
+/// A VQA query: an image (a crop or a whole input) as the network's input
+/// floats (made by the caller, so that the worker only runs the network),
+/// and a question.
+#[derive(Clone)]
+pub struct VqaQuery {
+    /// `to_model_input` of the image at the network's input size.
+    pub input: Arc<Vec<f32>>,
+    /// The question.
+    pub question: String,
+}
+
+/// A LOC query: an image as input floats and an object name.
+#[derive(Clone)]
+pub struct LocQuery {
+    /// `to_model_input` of the image at the network's input size.
+    pub input: Arc<Vec<f32>>,
+    /// The object.
+    pub object: String,
+}
+
+/// The network input of an image.
+pub fn input_of(image: &RgbImage, side: u32) -> Arc<Vec<f32>> {
+    Arc::new(to_model_input(image, side))
+}
+
+/// Counts what a worker did (shared with the executor's report).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Forward passes.
+    pub batches: AtomicUsize,
+    /// Queries answered.
+    pub queries: AtomicUsize,
+    /// Worker restarts after a panic.
+    pub restarts: AtomicUsize,
+}
+
+impl WorkerStats {
+    /// Mean queries per forward pass.
+    pub fn mean_batch(&self) -> f64 {
+        let b = self.batches.load(Ordering::Relaxed);
+        self.queries.load(Ordering::Relaxed) as f64 / b.max(1) as f64
+    }
+}
+
+/// Makes a worker's network inside its own thread.
+pub type Factory<T> = Arc<dyn Fn() -> T + Send + Sync>;
+
+/// The VQA module's worker: owns a network, answers a batch in one
+/// forward pass with the answer distribution of each query.
+pub struct VqaWorker {
+    /// The network.
+    pub net: NeuralVqa,
+    /// Counters.
+    pub stats: Arc<WorkerStats>,
+}
+
+impl Actor for VqaWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
+    type Result = Result<Vec<Vec<f32>>, String>;
+    fn handle(
+        &mut self,
+        msg: Batch<VqaQuery, Vec<f32>>,
+        ctx: &mut SyncContext<Self>,
+    ) -> Self::Result {
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let ex: Vec<Example> = msg
+                .0
+                .iter()
+                .map(|q| Example {
+                    images: vec![q.input.clone()],
+                    text: q.question.clone(),
+                    label: 0,
+                })
+                .collect();
+            self.net.model.predict(&ex)
+        }));
+        match run {
+            Ok(p) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.queries.fetch_add(p.len(), Ordering::Relaxed);
+                Ok(p)
+            }
+            Err(_) => {
+                // actix restarts a stopped SyncArbiter worker from its
+                // factory: a fresh network for the next batch.
+                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                ctx.stop();
+                Err(format!("{} worker crashed; restarted", self.net.label))
+            }
+        }
+    }
+}
+
+/// The LOC module's worker.
+pub struct LocWorker {
+    /// The network.
+    pub net: NeuralLoc,
+    /// Counters.
+    pub stats: Arc<WorkerStats>,
+}
+
+impl Actor for LocWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
+    type Result = Result<Vec<Vec<Detection>>, String>;
+    fn handle(
+        &mut self,
+        msg: Batch<LocQuery, Vec<Detection>>,
+        ctx: &mut SyncContext<Self>,
+    ) -> Self::Result {
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let ex: Vec<DetExample> = msg
+                .0
+                .iter()
+                .map(|q| DetExample {
+                    image: q.input.clone(),
+                    name: q.object.clone(),
+                    boxes: vec![],
+                })
+                .collect();
+            self.net.detector.detect(&ex, &self.net.settings)
+        }));
+        match run {
+            Ok(d) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.queries.fetch_add(d.len(), Ordering::Relaxed);
+                Ok(d)
+            }
+            Err(_) => {
+                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                ctx.stop();
+                Err(format!("{} worker crashed; restarted", self.net.label))
+            }
+        }
+    }
+}
+
+/// A query with where to send its answer.
+pub struct Call<Q, R> {
+    /// The query.
+    pub query: Q,
+    /// The answer goes here.
+    pub reply: oneshot::Sender<Result<R, String>>,
+}
+
+impl<Q: 'static, R: 'static> Message for Call<Q, R> {
+    type Result = ();
+}
+
+/// Gathers concurrent calls into batches for a worker: a batch leaves when
+/// it holds `max_batch` calls or `max_wait` after its first call. A batch
+/// the worker fails is sent once more (the worker was restarted); then its
+/// calls get the error.
+pub struct Batcher<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> {
+    worker: Recipient<Batch<Q, R>>,
+    max_batch: usize,
+    max_wait: Duration,
+    pending: VecDeque<Call<Q, R>>,
+    generation: u64,
+}
+
+impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R> {
+    /// A batcher in front of `worker`.
+    pub fn new(worker: Recipient<Batch<Q, R>>, max_batch: usize, max_wait: Duration) -> Self {
+        Batcher {
+            worker,
+            max_batch: max_batch.max(1),
+            max_wait,
+            pending: VecDeque::new(),
+            generation: 0,
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(self.max_batch);
+            let calls: Vec<Call<Q, R>> = self.pending.drain(..n).collect();
+            let (queries, replies): (Vec<Q>, Vec<_>) =
+                calls.into_iter().map(|c| (c.query, c.reply)).unzip();
+            let worker = self.worker.clone();
+            let fut = async move {
+                let mut out = worker.send(Batch::new(queries.clone())).await;
+                if !matches!(out, Ok(Ok(_))) {
+                    out = worker.send(Batch::new(queries)).await;
+                }
+                let results = match out {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(format!("worker unreachable: {e}")),
+                };
+                match results {
+                    Ok(rs) => {
+                        for (tx, r) in replies.into_iter().zip(rs) {
+                            let _ = tx.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        for tx in replies {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                    }
+                }
+            };
+            ctx.spawn(fut.into_actor(self));
+        }
+    }
+}
+
+impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Actor for Batcher<Q, R> {
+    type Context = Context<Self>;
+}
+
+impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Handler<Call<Q, R>>
+    for Batcher<Q, R>
+{
+    type Result = ();
+    fn handle(&mut self, msg: Call<Q, R>, ctx: &mut Context<Self>) {
+        self.pending.push_back(msg);
+        if self.pending.len() >= self.max_batch {
+            self.flush(ctx);
+        } else if self.pending.len() == 1 {
+            let gen = self.generation;
+            ctx.run_later(self.max_wait, move |a, ctx| {
+                if a.generation == gen {
+                    a.flush(ctx);
+                }
+            });
+        }
+    }
+}
+
+/// Asks the program generator for a program.
+pub struct Generate {
+    /// Example id (for the annotated generator's implicit wording).
+    pub id: String,
+    /// The question or statement.
+    pub text: String,
+    /// What the annotated generator works from (a GQA question's
+    /// `semantic` program, or an NLVR2 example's program).
+    pub source: GenerateSource,
+}
+
+/// What a program is generated from.
+#[derive(Clone)]
+pub enum GenerateSource {
+    /// A GQA question, converted from its `semantic` program.
+    Gqa(Box<crate::data::gqa::Question>),
+    /// A program written with the example (synthetic NLVR2).
+    Given(Option<String>),
+    /// Nothing: the LLM writes it.
+    None,
+}
+
+impl Message for Generate {
+    type Result = Result<String, String>;
+}
+
+/// The program generator: `annotated` (GQA semantic programs converted,
+/// NLVR2's own programs) or `llm` (an OpenAI-compatible endpoint, cached in
+/// the store). A sync actor: the LLM call blocks.
+pub struct ProgramGenerator {
+    /// `None`: annotated.
+    pub llm: Option<(crate::store::Store, crate::program::llm::LlmConfig)>,
+    /// The task.
+    pub task: crate::program::validate::Task,
+}
+
+impl Actor for ProgramGenerator {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Generate> for ProgramGenerator {
+    type Result = Result<String, String>;
+    fn handle(&mut self, msg: Generate, _: &mut SyncContext<Self>) -> Self::Result {
+        if let Some((store, cfg)) = &self.llm {
+            return crate::program::llm::generate_cached(store, cfg, self.task, &msg.text)
+                .map_err(|e| e.to_string())?;
+        }
+        match msg.source {
+            GenerateSource::Gqa(q) => {
+                crate::program::convert::convert(&q, crate::program::run::implicit_for(&msg.id))
+                    .map_err(|e| e.to_string())
+            }
+            GenerateSource::Given(p) => p.ok_or_else(|| "the example has no program".into()),
+            GenerateSource::None => Err("the annotated generator needs an annotation".into()),
+        }
+    }
+}

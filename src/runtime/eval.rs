@@ -1,0 +1,575 @@
+//! `vpd eval`: a pipeline (generator + module versions) scored on a task's
+//! split through the actor runtime, recorded in the store keyed by the
+//! whole pipeline, with accuracy, its 95% interval, accuracy per question
+//! type, and errors split into program errors (wrong with oracle modules
+//! too) and module errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::actors::GenerateSource;
+use super::exec::{self, ExecConfig, ExecReport, ImageCache, Job, ModuleChoice};
+use crate::data::synth::{PairScenes, Task};
+use crate::data::{gqa, nlvr2, DataError};
+use crate::models::{self, ModelError};
+use crate::program::llm::LlmConfig;
+use crate::program::validate;
+use crate::store::{wilson_interval, Evaluation, Pipeline, Store, StoreError, Tally, VersionRef};
+
+/// An error of an evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A network.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Execution.
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+    /// Bad settings.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The jobs of a synthetic split: GQA questions with their images and
+/// scene graphs, or NLVR2 statements with their pairs and programs.
+pub fn jobs(task: Task, dir: &Path, split: &str) -> Result<Vec<Job>, EvalError> {
+    match task {
+        Task::Gqa => {
+            let (qs, _) = gqa::load_questions(
+                &dir.join(format!("questions/{split}_balanced_questions.json")),
+            )?;
+            let (graphs, _) =
+                gqa::load_scene_graphs(&dir.join(format!("sceneGraphs/{split}_sceneGraphs.json")))?;
+            Ok(qs
+                .into_iter()
+                .map(|q| {
+                    let path = gqa::image_path(&dir.join("images"), &q.image_id)
+                        .unwrap_or_else(|| dir.join("images").join(format!("{}.png", q.image_id)));
+                    Job {
+                        id: q.id.clone(),
+                        kind: q
+                            .types
+                            .as_ref()
+                            .map_or("untyped".into(), |t| t.detailed.clone()),
+                        text: q.question.clone(),
+                        expected: q.answer.clone().unwrap_or_default(),
+                        inputs: vec![("IMAGE".into(), path)],
+                        scenes: graphs
+                            .get(&q.image_id)
+                            .map(|g| BTreeMap::from([("IMAGE".to_string(), g.clone())]))
+                            .unwrap_or_default(),
+                        source: GenerateSource::Gqa(Box::new(q)),
+                    }
+                })
+                .collect())
+        }
+        Task::Nlvr2 => {
+            let (ex, _) = nlvr2::load(&dir.join(format!("{split}.json")))?;
+            let sp = dir.join(format!("{split}_scenes.json"));
+            let scenes: BTreeMap<String, PairScenes> = std::fs::read(&sp)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let imgs = dir.join("images").join(split);
+            Ok(ex
+                .into_iter()
+                .map(|e| {
+                    let pair = e.pair_prefix().unwrap_or_default().to_string();
+                    let s = scenes.get(&pair);
+                    Job {
+                        id: e.identifier.clone(),
+                        kind: e.family.clone().unwrap_or_else(|| "unlabelled".into()),
+                        text: e.sentence.clone(),
+                        expected: e.label.to_string(),
+                        inputs: vec![
+                            ("LEFT".into(), imgs.join(format!("{pair}-img0.png"))),
+                            ("RIGHT".into(), imgs.join(format!("{pair}-img1.png"))),
+                        ],
+                        scenes: s
+                            .map(|s| {
+                                BTreeMap::from([
+                                    ("LEFT".to_string(), s.left.clone()),
+                                    ("RIGHT".to_string(), s.right.clone()),
+                                ])
+                            })
+                            .unwrap_or_default(),
+                        source: GenerateSource::Given(e.program.clone()),
+                    }
+                })
+                .collect())
+        }
+        Task::Generic => Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
+    }
+}
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    /// gqa or nlvr2.
+    pub task: Task,
+    /// Split.
+    pub split: String,
+    /// The VQA slot.
+    pub vqa: ModuleChoice,
+    /// The LOC slot.
+    pub loc: ModuleChoice,
+    /// `None`: the annotated generator.
+    pub llm: Option<LlmConfig>,
+    /// The dataset's root.
+    pub data: PathBuf,
+    /// Only the first N examples.
+    pub limit: Option<usize>,
+    /// Evaluate again even when the store has this pipeline's result.
+    pub force: bool,
+}
+
+/// Accuracy with its interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    /// Examples.
+    pub n: u64,
+    /// Right.
+    pub correct: u64,
+    /// Percent.
+    pub accuracy: f64,
+    /// 95% Wilson interval, percent.
+    pub ci95: (f64, f64),
+}
+
+impl Score {
+    fn of(t: Tally) -> Score {
+        let (lo, hi) = wilson_interval(t);
+        Score {
+            n: t.n,
+            correct: t.correct,
+            accuracy: 100.0 * t.accuracy(),
+            ci95: (100.0 * lo, 100.0 * hi),
+        }
+    }
+}
+
+/// An evaluation's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// The stored evaluation.
+    pub evaluation: Evaluation,
+    /// Overall.
+    pub score: Score,
+    /// Per question type.
+    pub by_type: BTreeMap<String, Score>,
+    /// Wrong with oracle modules too.
+    pub program_errors: u64,
+    /// Wrong only with these modules.
+    pub module_errors: u64,
+    /// Examples where a step failed (counted wrong).
+    pub failed_steps: u64,
+    /// Taken from the store, not run again.
+    pub reused: bool,
+    /// Execution statistics (absent when reused).
+    pub exec: Option<ExecStats>,
+}
+
+/// How the execution went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecStats {
+    /// Seconds.
+    pub seconds: f64,
+    /// Most programs in flight.
+    pub max_in_flight: usize,
+    /// Mean VQA batch.
+    pub vqa_mean_batch: f64,
+    /// Mean LOC batch.
+    pub loc_mean_batch: f64,
+    /// Worker restarts.
+    pub restarts: usize,
+}
+
+/// The per-example details stored with an evaluation.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Details {
+    /// Wrong with oracle modules too.
+    pub program_errors: u64,
+    /// Wrong only with these modules.
+    pub module_errors: u64,
+    /// Examples whose program failed at a step.
+    pub failed_steps: u64,
+    /// Every example's outcome (with its trace).
+    pub examples: Vec<serde_json::Value>,
+}
+
+fn slot_id(store: &Store, m: &ModuleChoice) -> Result<String, EvalError> {
+    Ok(match m {
+        ModuleChoice::Oracle => "oracle".into(),
+        ModuleChoice::Version(r) => store.resolve(r)?.id.to_string(),
+    })
+}
+
+fn dataset_key(data: &Path, split: &str, limit: Option<usize>) -> String {
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match limit {
+        Some(n) => format!("{name}/{split}[:{n}]"),
+        None => format!("{name}/{split}"),
+    }
+}
+
+fn tallies(outcomes: &[exec::ExampleOutcome]) -> (Tally, BTreeMap<String, Tally>) {
+    let mut total = Tally::default();
+    let mut by: BTreeMap<String, Tally> = BTreeMap::new();
+    for o in outcomes {
+        for t in [&mut total, by.entry(o.kind.clone()).or_default()] {
+            t.n += 1;
+            t.correct += o.correct as u64;
+        }
+    }
+    (total, by)
+}
+
+fn report_of(e: Evaluation, d: &Details, reused: bool, exec: Option<ExecStats>) -> EvalReport {
+    EvalReport {
+        score: Score::of(e.total),
+        by_type: e
+            .by_type
+            .iter()
+            .map(|(k, t)| (k.clone(), Score::of(*t)))
+            .collect(),
+        program_errors: d.program_errors,
+        module_errors: d.module_errors,
+        failed_steps: d.failed_steps,
+        evaluation: e,
+        reused,
+        exec,
+    }
+}
+
+/// The stored details of an evaluation.
+pub fn details(store: &Store, e: &Evaluation) -> Result<Option<Details>, EvalError> {
+    let Some(h) = &e.details else { return Ok(None) };
+    let bytes = store.blobs().get(h)?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|err| EvalError::Invalid(format!("evaluation {} details: {err}", e.id)))
+}
+
+/// The pipeline key of a spec.
+pub fn pipeline(store: &Store, spec: &EvalSpec) -> Result<Pipeline, EvalError> {
+    Ok(Pipeline {
+        task: format!("{:?}", spec.task).to_lowercase(),
+        split: spec.split.clone(),
+        generator: match &spec.llm {
+            Some(c) => format!("llm:{}", c.model),
+            None => "annotated".into(),
+        },
+        dataset: dataset_key(&spec.data, &spec.split, spec.limit),
+        modules: BTreeMap::from([
+            ("LOC".to_string(), slot_id(store, &spec.loc)?),
+            ("VQA".to_string(), slot_id(store, &spec.vqa)?),
+        ]),
+    })
+}
+
+/// Evaluates (or reuses the stored evaluation of) a pipeline.
+pub fn evaluate(
+    store: &Store,
+    spec: &EvalSpec,
+    cfg: ExecConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<EvalReport, EvalError> {
+    let key = pipeline(store, spec)?;
+    if !spec.force {
+        if let Some(e) = store.find_evaluation(&key)? {
+            if let Some(d) = details(store, &e)? {
+                return Ok(report_of(e, &d, true, None));
+            }
+        }
+    }
+    let mut all = jobs(spec.task, &spec.data, &spec.split)?;
+    if let Some(n) = spec.limit {
+        all.truncate(n);
+    }
+    let task = match spec.task {
+        Task::Gqa => validate::Task::Gqa,
+        _ => validate::Task::Nlvr2,
+    };
+    let cache = ImageCache::default();
+    let total = all.len();
+    let run = |vqa: &ModuleChoice, loc: &ModuleChoice| -> Result<ExecReport, EvalError> {
+        Ok(exec::execute(
+            store,
+            &all,
+            task,
+            vqa,
+            loc,
+            spec.llm.clone(),
+            cfg,
+            &cache,
+            &|k| progress(k, total),
+        )?)
+    };
+    let rep = run(&spec.vqa, &spec.loc)?;
+    let all_oracle = spec.vqa == ModuleChoice::Oracle && spec.loc == ModuleChoice::Oracle;
+    // Which errors are the program's: wrong with oracle modules as well.
+    let oracle = if all_oracle {
+        None
+    } else {
+        Some(run(&ModuleChoice::Oracle, &ModuleChoice::Oracle)?)
+    };
+    let (mut program_errors, mut module_errors, mut failed_steps) = (0, 0, 0);
+    for (i, o) in rep.outcomes.iter().enumerate() {
+        failed_steps += o.error.is_some() as u64;
+        if o.correct {
+            continue;
+        }
+        let oracle_right = oracle.as_ref().is_some_and(|r| r.outcomes[i].correct);
+        if oracle_right {
+            module_errors += 1;
+        } else {
+            program_errors += 1;
+        }
+    }
+    let (t, by) = tallies(&rep.outcomes);
+    let d = Details {
+        program_errors,
+        module_errors,
+        failed_steps,
+        examples: rep
+            .outcomes
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap_or_default())
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&d).expect("details serialise");
+    let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
+    let stats = ExecStats {
+        seconds: rep.seconds,
+        max_in_flight: rep.max_in_flight,
+        vqa_mean_batch: rep.vqa_mean_batch,
+        loc_mean_batch: rep.loc_mean_batch,
+        restarts: rep.restarts,
+    };
+    Ok(report_of(e, &d, false, Some(stats)))
+}
+
+/// The data a task is evaluated on: the data the task's teacher was
+/// trained with when the store has it, else synthetic data of `n` per
+/// split (made when missing).
+pub fn task_data(store: &Store, task: Task, n: usize) -> Result<PathBuf, EvalError> {
+    let teacher = match task {
+        Task::Gqa => "gqa-teacher@teacher",
+        Task::Nlvr2 => "nlvr2-teacher@teacher",
+        Task::Generic => return Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
+    };
+    let r: VersionRef = teacher.parse().map_err(EvalError::Invalid)?;
+    if let Ok(v) = store.resolve(&r) {
+        if let Some(key) = v.data {
+            let dir = store.root().join("data").join(key);
+            if dir.join(".complete").exists() {
+                return Ok(dir);
+            }
+        }
+    }
+    Ok(models::data_dir(
+        store,
+        crate::data::synth::SynthConfig {
+            task,
+            n,
+            seed: 0,
+            size: models::INPUT,
+        },
+    )?)
+}
+
+/// Evaluates a task's teacher end to end (question and whole image, or
+/// statement and pair, to the answer) on a split, recorded as the pipeline
+/// `{teacher: id}` with generator `end-to-end`.
+pub fn evaluate_teacher(
+    store: &Store,
+    task: Task,
+    r: &VersionRef,
+    data: &Path,
+    split: &str,
+    limit: Option<usize>,
+    force: bool,
+) -> Result<EvalReport, EvalError> {
+    let v = store.resolve(r)?;
+    let key = Pipeline {
+        task: format!("{task:?}").to_lowercase(),
+        split: split.into(),
+        generator: "end-to-end".into(),
+        dataset: dataset_key(data, split, limit),
+        modules: BTreeMap::from([("teacher".to_string(), v.id.to_string())]),
+    };
+    if !force {
+        if let Some(e) = store.find_evaluation(&key)? {
+            if let Some(d) = details(store, &e)? {
+                return Ok(report_of(e, &d, true, None));
+            }
+        }
+    }
+    let (_, model) = models::load_model(store, r, crate::nn::DeviceChoice::Cpu)?;
+    let mut ex = match task {
+        Task::Gqa => models::gqa_examples(data, split, &model.meta.answers)?,
+        Task::Nlvr2 => models::nlvr2_examples(data, split)?,
+        Task::Generic => return Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
+    };
+    if let Some(n) = limit {
+        ex.truncate(n);
+    }
+    let t0 = std::time::Instant::now();
+    let plain: Vec<_> = ex.iter().map(|(e, _)| e.clone()).collect();
+    let (_, preds) = model.evaluate(&plain);
+    let outcomes: Vec<exec::ExampleOutcome> = preds
+        .iter()
+        .zip(&ex)
+        .enumerate()
+        .map(|(i, (p, (e, kind)))| {
+            let said = model.meta.answers.list.get(*p as usize).cloned();
+            let want = model
+                .meta
+                .answers
+                .list
+                .get(e.label as usize)
+                .cloned()
+                .unwrap_or_default();
+            exec::ExampleOutcome {
+                id: format!("{i}"),
+                kind: kind.clone(),
+                text: e.text.clone(),
+                program: None,
+                correct: *p == e.label,
+                predicted: said,
+                expected: want,
+                error: None,
+                trace: None,
+            }
+        })
+        .collect();
+    let (t, by) = tallies(&outcomes);
+    let d = Details {
+        program_errors: 0,
+        module_errors: t.n - t.correct,
+        failed_steps: 0,
+        examples: outcomes
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap_or_default())
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&d).expect("details serialise");
+    let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
+    let stats = ExecStats {
+        seconds: t0.elapsed().as_secs_f64(),
+        max_in_flight: 1,
+        vqa_mean_batch: 0.0,
+        loc_mean_batch: 0.0,
+        restarts: 0,
+    };
+    Ok(report_of(e, &d, false, Some(stats)))
+}
+
+/// The evaluation whose id starts with `prefix`.
+pub fn find_by_prefix(store: &Store, prefix: &str) -> Result<Option<Evaluation>, EvalError> {
+    let p = prefix.to_ascii_lowercase();
+    let hits: Vec<Evaluation> = store
+        .evaluations()?
+        .into_iter()
+        .filter(|e| !p.is_empty() && e.id.to_string().starts_with(&p))
+        .collect();
+    match hits.len() {
+        0 => Ok(None),
+        1 => Ok(hits.into_iter().next()),
+        n => Err(EvalError::Invalid(format!(
+            "{n} evaluations start with `{prefix}`: give more of the id"
+        ))),
+    }
+}
+
+/// Runs one example of an evaluation again, in this process, with the
+/// evaluation's modules, and returns its trace as a self-contained HTML
+/// page (images inline).
+pub fn trace_html(store: &Store, e: &Evaluation, example: &str) -> Result<String, EvalError> {
+    use crate::program::interp::{self, Perception};
+    let p = &e.pipeline;
+    let task = match p.task.as_str() {
+        "gqa" => Task::Gqa,
+        "nlvr2" => Task::Nlvr2,
+        t => return Err(EvalError::Invalid(format!("evaluation of task `{t}`"))),
+    };
+    let (name, split) = p
+        .dataset
+        .split_once('/')
+        .ok_or_else(|| EvalError::Invalid(format!("dataset key `{}`", p.dataset)))?;
+    let split = split.split('[').next().unwrap_or(split);
+    let dir = store.root().join("data").join(name);
+    let job = jobs(task, &dir, split)?
+        .into_iter()
+        .find(|j| j.id == example)
+        .ok_or_else(|| EvalError::Invalid(format!("no example `{example}` in {}", p.dataset)))?;
+    let d = details(store, e)?
+        .ok_or_else(|| EvalError::Invalid("this evaluation kept no details".into()))?;
+    let program = d
+        .examples
+        .iter()
+        .find(|x| x["id"] == example)
+        .and_then(|x| x["program"].as_str().map(String::from))
+        .ok_or_else(|| EvalError::Invalid(format!("example `{example}` has no program")))?;
+    let (prog, rep) = validate::check_text(&program, None);
+    let prog = prog.filter(|_| rep.errors.is_empty()).ok_or_else(|| {
+        EvalError::Invalid(format!("example `{example}`: its program is invalid"))
+    })?;
+    let oracle = || -> Box<dyn Perception> {
+        Box::new(crate::program::oracle::Oracle {
+            scenes: job.scenes.clone(),
+        })
+    };
+    let slot = |slot: &str| -> Result<Option<VersionRef>, EvalError> {
+        match p.modules.get(slot).map(String::as_str) {
+            None | Some("oracle") => Ok(None),
+            Some(id) => {
+                let uuid: uuid::Uuid = id
+                    .parse()
+                    .map_err(|_| EvalError::Invalid(format!("module id `{id}`")))?;
+                let v = store
+                    .version_by_id(uuid)?
+                    .ok_or_else(|| EvalError::Invalid(format!("version {id} is gone")))?;
+                Ok(Some(
+                    format!("{}@{}", v.module, v.number)
+                        .parse()
+                        .map_err(EvalError::Invalid)?,
+                ))
+            }
+        }
+    };
+    let cpu = crate::nn::DeviceChoice::Cpu;
+    let mut modules = interp::Composite {
+        loc: match slot("LOC")? {
+            Some(r) => Box::new(models::load_loc(store, &r, cpu)?),
+            None => oracle(),
+        },
+        vqa: match slot("VQA")? {
+            Some(r) => Box::new(models::load_vqa(store, &r, cpu)?),
+            None => oracle(),
+        },
+    };
+    let mut inputs = BTreeMap::new();
+    for (n, path) in &job.inputs {
+        inputs.insert(
+            n.clone(),
+            crate::program::run::load_input(n, path).map_err(EvalError::Data)?,
+        );
+    }
+    let trace = match interp::run(&prog, &inputs, &BTreeMap::new(), Some(&mut modules)) {
+        Ok(o) => o.trace,
+        Err(f) => f.trace,
+    };
+    Ok(trace.to_html(&format!("{} — {}", example, job.text)))
+}

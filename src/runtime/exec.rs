@@ -1,0 +1,538 @@
+//! The executor: many programs at once through the module actors, with a
+//! bound on the programs in flight (actix sync mailboxes are unbounded, so
+//! the bound is here), or one at a time with batches of one (sequential
+//! mode, as VisProg runs) on the same actors, networks, thread count and
+//! image cache.
+//!
+//! Each program runs on one of `in_flight` program threads; its
+//! deterministic steps (CROP, COUNT, EVAL, RESULT ...) run inline there
+//! (microseconds each; a mailbox hop would cost more than the step), and
+//! its LOC and VQA steps go to the batcher actors as `Call`s whose answers
+//! come back on a oneshot channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use image::RgbImage;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::actors::{
+    input_of, Batch, Batcher, Call, Generate, GenerateSource, LocQuery, LocWorker,
+    ProgramGenerator, VqaQuery, VqaWorker, WorkerStats,
+};
+use crate::data::gqa::SceneGraph;
+use crate::data::images;
+use crate::models;
+use crate::nn::detector::Detection;
+use crate::program::interp::{self, ImageVal, Perception, Rect, ScoredBox};
+use crate::program::llm::LlmConfig;
+use crate::program::oracle::Oracle;
+use crate::program::validate::{self, Task};
+use crate::store::{Store, VersionRef};
+
+/// One example to run.
+#[derive(Clone)]
+pub struct Job {
+    /// Question id or NLVR2 identifier.
+    pub id: String,
+    /// Question type (GQA family) or statement family.
+    pub kind: String,
+    /// The question or statement.
+    pub text: String,
+    /// What the annotated generator works from.
+    pub source: GenerateSource,
+    /// Input images by program name (`IMAGE`, or `LEFT` and `RIGHT`).
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Scene graphs by input name, for oracle modules.
+    pub scenes: BTreeMap<String, SceneGraph>,
+    /// The right answer (GQA) or `true`/`false` (NLVR2).
+    pub expected: String,
+}
+
+/// Which network fills a module slot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModuleChoice {
+    /// The oracle (scene graphs).
+    Oracle,
+    /// A version in the store.
+    Version(VersionRef),
+}
+
+/// How to execute.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ExecConfig {
+    /// Programs in flight at once (1 = sequential).
+    pub in_flight: usize,
+    /// Largest batch a worker gets.
+    pub max_batch: usize,
+    /// Longest a call waits for its batch to fill, milliseconds.
+    pub max_wait_ms: u64,
+}
+
+impl ExecConfig {
+    /// Batched: 256 programs in flight, batches of up to 128, 5 ms wait.
+    pub fn batched() -> ExecConfig {
+        ExecConfig {
+            in_flight: 256,
+            max_batch: 128,
+            max_wait_ms: 5,
+        }
+    }
+    /// Sequential: one program at a time, batches of one.
+    pub fn sequential() -> ExecConfig {
+        ExecConfig {
+            in_flight: 1,
+            max_batch: 1,
+            max_wait_ms: 0,
+        }
+    }
+}
+
+/// What happened to one example.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExampleOutcome {
+    /// Id.
+    pub id: String,
+    /// Question type or family.
+    pub kind: String,
+    /// The question or statement.
+    pub text: String,
+    /// The program (when one was generated).
+    pub program: Option<String>,
+    /// The answer given (None when a step failed).
+    pub predicted: Option<String>,
+    /// The right answer.
+    pub expected: String,
+    /// Whether they agree.
+    pub correct: bool,
+    /// The failure, naming the step.
+    pub error: Option<String>,
+    /// The trace (steps with their inputs and outputs).
+    pub trace: Option<serde_json::Value>,
+}
+
+/// The executor's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecReport {
+    /// One per job, in job order.
+    pub outcomes: Vec<ExampleOutcome>,
+    /// Wall-clock seconds of the execution.
+    pub seconds: f64,
+    /// Most programs observed in flight at once.
+    pub max_in_flight: usize,
+    /// Mean batch of the VQA worker (0 without one).
+    pub vqa_mean_batch: f64,
+    /// Mean batch of the LOC worker (0 without one).
+    pub loc_mean_batch: f64,
+    /// Worker restarts after a crash.
+    pub restarts: usize,
+    /// The settings.
+    pub config: ExecConfig,
+}
+
+/// An error that stops the whole execution (a step's failure does not).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A module version that does not load.
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
+    /// The actor system did not start.
+    #[error("actor system: {0}")]
+    System(String),
+}
+
+/// The answers and input size of a VQA version.
+#[derive(Clone)]
+struct VqaInfo {
+    answers: Arc<Vec<String>>,
+    side: u32,
+}
+
+fn vqa_probe(store: &Store, r: &VersionRef) -> Result<VqaInfo, ExecError> {
+    let v = models::load_vqa(store, r, crate::nn::DeviceChoice::Cpu)?;
+    Ok(VqaInfo {
+        answers: Arc::new(v.model.meta.answers.list.clone()),
+        side: v.model.meta.film.image_size as u32,
+    })
+}
+
+type VqaBatcher = Addr<Batcher<VqaQuery, Vec<f32>>>;
+type LocBatcher = Addr<Batcher<LocQuery, Vec<Detection>>>;
+
+struct Actors {
+    vqa: Option<(VqaBatcher, String)>,
+    loc: Option<(LocBatcher, String, u32)>,
+    generator: Addr<ProgramGenerator>,
+    arbiter: ArbiterHandle,
+    system: System,
+}
+
+fn ask<R: Send + 'static>(
+    arbiter: &ArbiterHandle,
+    fut: impl std::future::Future<Output = Result<R, MailboxError>> + Send + 'static,
+) -> Result<R, String> {
+    let (tx, rx) = oneshot::channel();
+    arbiter.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.blocking_recv()
+        .map_err(|_| "actor system stopped".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// VQA through the batcher.
+struct ActorVqa {
+    addr: VqaBatcher,
+    info: VqaInfo,
+    label: String,
+}
+
+impl Perception for ActorVqa {
+    fn name(&self, _: &str) -> String {
+        self.label.clone()
+    }
+    fn loc(&mut self, _: &ImageVal, _: &str) -> Result<Vec<ScoredBox>, String> {
+        Err(format!("{} is a VQA module", self.label))
+    }
+    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.addr.do_send(Call {
+            query: VqaQuery {
+                input: input_of(&image.pixels, self.info.side),
+                question: question.to_string(),
+            },
+            reply: tx,
+        });
+        let p = rx.blocking_recv().map_err(|_| "VQA batcher stopped")??;
+        p.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .and_then(|(i, _)| self.info.answers.get(i).cloned())
+            .ok_or_else(|| format!("{} gave no answer distribution", self.label))
+    }
+}
+
+/// LOC through the batcher.
+struct ActorLoc {
+    addr: LocBatcher,
+    label: String,
+    side: u32,
+}
+
+impl Perception for ActorLoc {
+    fn name(&self, _: &str) -> String {
+        self.label.clone()
+    }
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.addr.do_send(Call {
+            query: LocQuery {
+                input: input_of(&image.pixels, self.side),
+                object: object.to_string(),
+            },
+            reply: tx,
+        });
+        let dets = rx.blocking_recv().map_err(|_| "LOC batcher stopped")??;
+        let (w, h) = (image.pixels.width() as f64, image.pixels.height() as f64);
+        Ok(dets
+            .into_iter()
+            .map(|d| {
+                let [x, y, bw, bh] = d.rect.map(f64::from);
+                let x0 = (x * w).clamp(0.0, w);
+                let y0 = (y * h).clamp(0.0, h);
+                ScoredBox {
+                    rect: Rect {
+                        x: x0,
+                        y: y0,
+                        w: ((x + bw) * w).clamp(0.0, w) - x0,
+                        h: ((y + bh) * h).clamp(0.0, h) - y0,
+                    },
+                    score: d.score as f64,
+                }
+            })
+            .collect())
+    }
+    fn vqa(&mut self, _: &ImageVal, _: &str) -> Result<String, String> {
+        Err(format!("{} is a LOC module", self.label))
+    }
+}
+
+/// Decoded input images, shared by every program (and both modes).
+#[derive(Default, Clone)]
+pub struct ImageCache(Arc<Mutex<HashMap<PathBuf, Arc<RgbImage>>>>);
+
+impl ImageCache {
+    fn get(&self, path: &PathBuf) -> Result<Arc<RgbImage>, String> {
+        if let Some(i) = self.0.lock().expect("cache lock").get(path) {
+            return Ok(i.clone());
+        }
+        let img = Arc::new(images::decode(path).map_err(|e| e.to_string())?);
+        self.0
+            .lock()
+            .expect("cache lock")
+            .insert(path.clone(), img.clone());
+        Ok(img)
+    }
+}
+
+fn start_actors(
+    store: &Store,
+    vqa: &ModuleChoice,
+    loc: &ModuleChoice,
+    task: Task,
+    llm: Option<LlmConfig>,
+    cfg: ExecConfig,
+    stats: (Arc<WorkerStats>, Arc<WorkerStats>),
+) -> Result<(Actors, std::thread::JoinHandle<()>, Option<VqaInfo>), ExecError> {
+    // Load each network once here, so that a bad version is an error now
+    // and not a panic inside a worker thread.
+    let answers = match vqa {
+        ModuleChoice::Version(r) => Some(vqa_probe(store, r)?),
+        ModuleChoice::Oracle => None,
+    };
+    let loc_side = match loc {
+        ModuleChoice::Version(r) => {
+            models::load_loc(store, r, crate::nn::DeviceChoice::Cpu)?
+                .detector
+                .meta
+                .config
+                .image_size as u32
+        }
+        ModuleChoice::Oracle => 0,
+    };
+    let label = |r: &VersionRef| -> Result<String, ExecError> {
+        let v = store.resolve(r).map_err(models::ModelError::from)?;
+        Ok(format!("{}@{}", v.module, v.number))
+    };
+    let vqa_spec = match vqa {
+        ModuleChoice::Version(r) => Some((r.clone(), label(r)?)),
+        ModuleChoice::Oracle => None,
+    };
+    let loc_spec = match loc {
+        ModuleChoice::Version(r) => Some((r.clone(), label(r)?)),
+        ModuleChoice::Oracle => None,
+    };
+    let store = store.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let sys = System::new();
+        sys.block_on(async move {
+            let wait = Duration::from_millis(cfg.max_wait_ms);
+            let vqa = vqa_spec.map(|(r, label)| {
+                let (st, s, l) = (store.clone(), stats.0.clone(), label.clone());
+                let w = SyncArbiter::start(1, move || VqaWorker {
+                    net: models::load_vqa(&st, &r, crate::nn::DeviceChoice::Cpu)
+                        .expect("checked before the workers started"),
+                    stats: s.clone(),
+                });
+                let b = Batcher::new(
+                    w.recipient::<Batch<VqaQuery, Vec<f32>>>(),
+                    cfg.max_batch,
+                    wait,
+                );
+                (b.start(), l)
+            });
+            let loc = loc_spec.map(|(r, label)| {
+                let (st, s, l) = (store.clone(), stats.1.clone(), label.clone());
+                let w = SyncArbiter::start(1, move || LocWorker {
+                    net: models::load_loc(&st, &r, crate::nn::DeviceChoice::Cpu)
+                        .expect("checked before the workers started"),
+                    stats: s.clone(),
+                });
+                let b = Batcher::new(
+                    w.recipient::<Batch<LocQuery, Vec<Detection>>>(),
+                    cfg.max_batch,
+                    wait,
+                );
+                (b.start(), l, loc_side)
+            });
+            let gst = store.clone();
+            let generator = SyncArbiter::start(1, move || ProgramGenerator {
+                llm: llm.clone().map(|c| (gst.clone(), c)),
+                task,
+            });
+            let _ = tx.send(Actors {
+                vqa,
+                loc,
+                generator,
+                arbiter: Arbiter::current(),
+                system: System::current(),
+            });
+        });
+        let _ = sys.run();
+    });
+    let actors = rx
+        .recv()
+        .map_err(|_| ExecError::System("the actor thread stopped while starting".into()))?;
+    Ok((actors, handle, answers))
+}
+
+/// Runs `jobs` with the given modules and returns every outcome.
+#[allow(clippy::too_many_arguments)]
+pub fn execute(
+    store: &Store,
+    jobs: &[Job],
+    task: Task,
+    vqa: &ModuleChoice,
+    loc: &ModuleChoice,
+    llm: Option<LlmConfig>,
+    cfg: ExecConfig,
+    cache: &ImageCache,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<ExecReport, ExecError> {
+    let stats = (
+        Arc::new(WorkerStats::default()),
+        Arc::new(WorkerStats::default()),
+    );
+    let (actors, handle, answers) = start_actors(store, vqa, loc, task, llm, cfg, stats.clone())?;
+    let t0 = Instant::now();
+    let next = AtomicUsize::new(0);
+    let in_flight = AtomicUsize::new(0);
+    let max_seen = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<ExampleOutcome>>> = Mutex::new(vec![None; jobs.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..cfg.in_flight.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(i) else { break };
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max_seen.fetch_max(now, Ordering::SeqCst);
+                let out = run_one(job, task, &actors, answers.as_ref(), cache);
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                results.lock().expect("results lock")[i] = Some(out);
+                progress(done.fetch_add(1, Ordering::SeqCst) + 1);
+            });
+        }
+    });
+    let seconds = t0.elapsed().as_secs_f64();
+    actors.system.stop();
+    let _ = handle.join();
+    Ok(ExecReport {
+        outcomes: results
+            .into_inner()
+            .expect("results lock")
+            .into_iter()
+            .map(|o| o.expect("every job ran"))
+            .collect(),
+        seconds,
+        max_in_flight: max_seen.load(Ordering::SeqCst),
+        vqa_mean_batch: stats.0.mean_batch(),
+        loc_mean_batch: stats.1.mean_batch(),
+        restarts: stats.0.restarts.load(Ordering::Relaxed)
+            + stats.1.restarts.load(Ordering::Relaxed),
+        config: cfg,
+    })
+}
+
+fn run_one(
+    job: &Job,
+    task: Task,
+    actors: &Actors,
+    answers: Option<&VqaInfo>,
+    cache: &ImageCache,
+) -> ExampleOutcome {
+    let mut out = ExampleOutcome {
+        id: job.id.clone(),
+        kind: job.kind.clone(),
+        text: job.text.clone(),
+        program: None,
+        predicted: None,
+        expected: job.expected.clone(),
+        correct: false,
+        error: None,
+        trace: None,
+    };
+    let gen = actors.generator.send(Generate {
+        id: job.id.clone(),
+        text: job.text.clone(),
+        source: job.source.clone(),
+    });
+    let text = match ask(&actors.arbiter, gen) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) | Err(e) => {
+            out.error = Some(format!("program generation: {e}"));
+            return out;
+        }
+    };
+    out.program = Some(text.clone());
+    let (prog, rep) = validate::check_text(&text, Some(task));
+    let Some(prog) = prog.filter(|_| rep.errors.is_empty()) else {
+        out.error = Some(format!(
+            "invalid program: {}",
+            rep.errors
+                .first()
+                .map_or("does not parse".to_string(), |e| format!("{e:?}"))
+        ));
+        return out;
+    };
+    let mut inputs = BTreeMap::new();
+    for (name, path) in &job.inputs {
+        match cache.get(path) {
+            Ok(img) => {
+                inputs.insert(
+                    name.clone(),
+                    ImageVal {
+                        rect: Rect {
+                            x: 0.0,
+                            y: 0.0,
+                            w: img.width() as f64,
+                            h: img.height() as f64,
+                        },
+                        pixels: img,
+                        source: name.clone(),
+                        made_by: None,
+                    },
+                );
+            }
+            Err(e) => {
+                out.error = Some(format!("input {name}: {e}"));
+                return out;
+            }
+        }
+    }
+    let oracle = || -> Box<dyn Perception> {
+        Box::new(Oracle {
+            scenes: job.scenes.clone(),
+        })
+    };
+    let mut modules = interp::Composite {
+        loc: match &actors.loc {
+            Some((addr, label, side)) => Box::new(ActorLoc {
+                addr: addr.clone(),
+                label: label.clone(),
+                side: *side,
+            }),
+            None => oracle(),
+        },
+        vqa: match (&actors.vqa, answers) {
+            (Some((addr, label)), Some(a)) => Box::new(ActorVqa {
+                addr: addr.clone(),
+                info: a.clone(),
+                label: label.clone(),
+            }),
+            _ => oracle(),
+        },
+    };
+    match interp::run(&prog, &inputs, &BTreeMap::new(), Some(&mut modules)) {
+        Ok(o) => {
+            let said = o.result.map(|v| match task {
+                Task::Nlvr2 => if v.truthy() { "true" } else { "false" }.to_string(),
+                _ => v.to_answer(),
+            });
+            out.correct = said.as_deref() == Some(job.expected.as_str());
+            out.predicted = said;
+            out.trace = serde_json::to_value(&o.trace).ok();
+        }
+        Err(f) => {
+            out.error = Some(f.error.to_string());
+            out.trace = serde_json::to_value(&f.trace).ok();
+        }
+    }
+    out
+}

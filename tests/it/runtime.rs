@@ -1,0 +1,150 @@
+//! The actor runtime and `vpd eval`: oracle evaluation scores 100%,
+//! failing steps are counted and not fatal, the bound on programs in
+//! flight holds, batched and sequential modes agree, results are reused.
+
+use std::path::Path;
+
+use visprog_distiller::data::synth::Task;
+use visprog_distiller::models;
+use visprog_distiller::nn::model::Model;
+use visprog_distiller::nn::DeviceChoice;
+use visprog_distiller::program::validate;
+use visprog_distiller::runtime::eval;
+use visprog_distiller::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
+use visprog_distiller::store::{NewVersion, Store};
+
+use crate::common::vpd_in;
+
+fn eval_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--store", "st", "eval", "--n", "60", "--json"];
+    all.extend_from_slice(args);
+    let out = vpd_in(dir, &all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn oracle_evaluation_of_synthetic_nlvr2_scores_100_and_is_reused() {
+    let d = tempfile::tempdir().unwrap();
+    let j = eval_json(d.path(), &["--task", "nlvr2", "--modules", "oracle"]);
+    assert_eq!(j["score"]["n"], 60);
+    assert_eq!(j["score"]["accuracy"], 100.0);
+    assert_eq!(j["reused"], false);
+    assert_eq!(j["by_type"].as_object().unwrap().len(), 8, "{j}");
+    assert_eq!(j["program_errors"], 0);
+    // The same pipeline again: the stored result.
+    let again = eval_json(d.path(), &["--task", "nlvr2", "--modules", "oracle"]);
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["evaluation"]["id"], j["evaluation"]["id"]);
+    let forced = eval_json(
+        d.path(),
+        &["--task", "nlvr2", "--modules", "oracle", "--force"],
+    );
+    assert_eq!(forced["reused"], false);
+    assert_ne!(forced["evaluation"]["id"], j["evaluation"]["id"]);
+    // GQA with oracle modules is right too.
+    let g = eval_json(d.path(), &["--task", "gqa", "--modules", "oracle"]);
+    assert_eq!(g["score"]["accuracy"], 100.0, "{g}");
+}
+
+#[test]
+fn failing_steps_are_counted_not_fatal() {
+    let d = tempfile::tempdir().unwrap();
+    // Make the data, then break three of the test split's images.
+    eval_json(
+        d.path(),
+        &["--task", "gqa", "--modules", "oracle", "--limit", "1"],
+    );
+    let data = std::fs::read_dir(d.path().join("st/data"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gqa-"))
+        .unwrap();
+    let imgs = data.join("images");
+    std::fs::remove_file(imgs.join("4000000.png")).unwrap();
+    std::fs::write(imgs.join("4000001.png"), b"not a png").unwrap();
+    std::fs::remove_file(imgs.join("4000002.png")).unwrap();
+    let j = eval_json(
+        d.path(),
+        &["--task", "gqa", "--modules", "oracle", "--limit", "20"],
+    );
+    assert_eq!(j["failed_steps"], 3, "{j}");
+    assert_eq!(j["score"]["n"], 20);
+    assert_eq!(j["score"]["correct"], 17);
+    // The failures are recorded against their examples.
+    let st = Store::open(d.path().join("st")).unwrap();
+    let e = st.evaluations().unwrap().into_iter().last().unwrap();
+    let det = eval::details(&st, &e).unwrap().unwrap();
+    let errs: Vec<String> = det
+        .examples
+        .iter()
+        .filter_map(|x| x["error"].as_str().map(String::from))
+        .collect();
+    assert_eq!(errs.len(), 3);
+    assert!(
+        errs.iter().all(|e| e.starts_with("input IMAGE")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
+    let d = tempfile::tempdir().unwrap();
+    let st = Store::open(d.path().join("st")).unwrap();
+    // An untrained student is enough to exercise the runtime.
+    let m = Model::new(models::student_meta(), DeviceChoice::Cpu, 0).unwrap();
+    st.save_version(
+        NewVersion {
+            module: "vqa".into(),
+            ..Default::default()
+        },
+        &m.to_bytes().unwrap(),
+        None,
+    )
+    .unwrap();
+    let data = eval::task_data(&st, Task::Gqa, 60).unwrap();
+    let jobs = eval::jobs(Task::Gqa, &data, "test").unwrap();
+    let vqa = ModuleChoice::Version("vqa@1".parse().unwrap());
+    let cache = ImageCache::default();
+    let run = |cfg: ExecConfig| {
+        exec::execute(
+            &st,
+            &jobs,
+            validate::Task::Gqa,
+            &vqa,
+            &ModuleChoice::Oracle,
+            None,
+            cfg,
+            &cache,
+            &|_| {},
+        )
+        .unwrap()
+    };
+    let bounded = run(ExecConfig {
+        in_flight: 5,
+        max_batch: 16,
+        max_wait_ms: 20,
+    });
+    eprintln!(
+        "observed at most {} programs in flight (bound 5), mean VQA batch {:.1}",
+        bounded.max_in_flight, bounded.vqa_mean_batch
+    );
+    assert!(bounded.max_in_flight <= 5 && bounded.max_in_flight >= 2);
+    assert!(
+        bounded.vqa_mean_batch > 1.0,
+        "calls of several programs share a forward pass"
+    );
+    let seq = run(ExecConfig::sequential());
+    assert_eq!(seq.max_in_flight, 1);
+    assert!((seq.vqa_mean_batch - 1.0).abs() < 1e-9);
+    let said = |r: &exec::ExecReport| -> Vec<Option<String>> {
+        r.outcomes.iter().map(|o| o.predicted.clone()).collect()
+    };
+    assert_eq!(said(&bounded), said(&seq));
+    assert!(bounded.outcomes.iter().all(|o| o.error.is_none()));
+}
