@@ -46,6 +46,10 @@ pub enum PretrainCmd {
         /// gqa or nlvr2.
         #[arg(long)]
         task: Task,
+        /// Start from this version's weights where names and shapes match
+        /// (e.g. the NLVR2 teacher from gqa-teacher@teacher's trunk).
+        #[arg(long)]
+        init_from: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -57,9 +61,13 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
         PretrainCmd::Students { only, .. } => only.clone(),
         PretrainCmd::Teacher { .. } => None,
     };
+    let init_from = match cmd {
+        PretrainCmd::Teacher { init_from, .. } => init_from.clone(),
+        PretrainCmd::Students { .. } => None,
+    };
     let (common, task) = match cmd {
         PretrainCmd::Students { common, .. } => (common, None),
-        PretrainCmd::Teacher { task, common } => (common, Some(*task)),
+        PretrainCmd::Teacher { task, common, .. } => (common, Some(*task)),
     };
     if task == Some(Task::Generic) {
         bail!("--task must be gqa or nlvr2");
@@ -75,6 +83,7 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
             seed: common.seed,
         },
         device: nn::parse_device(&common.device)?,
+        init_from,
     };
     nn::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
     let bar = indicatif::ProgressBar::new(common.epochs as u64);

@@ -544,19 +544,33 @@ pub fn store(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
         } => {
             let parent = parent.as_ref().map(|p| store.resolve(p)).transpose()?;
             if let Some(side) = sidecar {
-                // A TorchScript module with its sidecar: it must load and
-                // answer a dummy batch in the shape the sidecar promises.
+                // A TorchScript sidecar (one that names its `kind`): the
+                // module must load and answer a dummy batch in the shape
+                // the sidecar promises. Other sidecars are kept as they are.
                 let read = |p: &std::path::Path| {
                     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
                 };
-                let spec = visprog_distiller::models::parse_sidecar(&read(side)?)
-                    .with_context(|| side.display().to_string())?;
-                visprog_distiller::nn::model::Model::from_torchscript(
-                    &read(file)?,
-                    &spec,
-                    visprog_distiller::nn::DeviceChoice::Cpu,
-                )
-                .with_context(|| format!("{} with sidecar {}", file.display(), side.display()))?;
+                let bytes = read(side)?;
+                let declares_kind = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .is_some_and(|v| v.get("kind").is_some());
+                if declares_kind {
+                    let spec = visprog_distiller::models::parse_sidecar(&bytes)
+                        .with_context(|| side.display().to_string())?;
+                    visprog_distiller::nn::model::Model::from_torchscript(
+                        &read(file)?,
+                        &spec,
+                        visprog_distiller::nn::DeviceChoice::Cpu,
+                    )
+                    .with_context(|| {
+                        format!("{} with sidecar {}", file.display(), side.display())
+                    })?;
+                } else {
+                    eprintln!(
+                        "note: {} names no `kind`: stored as an opaque sidecar; vpd can only run a TorchScript module whose sidecar says what it is",
+                        side.display()
+                    );
+                }
             }
             let v = store.import_file(module, file, parent.map(|p| p.id), sidecar.as_deref())?;
             if *json {

@@ -170,6 +170,10 @@ pub struct PretrainConfig {
     pub train: TrainConfig,
     /// Device.
     pub device: DeviceChoice,
+    /// Start from this version's weights where they fit (same names and
+    /// shapes; the word embedding by word); it becomes the parent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
 }
 
 /// Where the data of a generator config lives in the store, made when
@@ -414,6 +418,16 @@ fn fit_and_save(
     progress: &dyn Fn(usize, f64, f64),
 ) -> Result<PretrainReport, ModelError> {
     let mut model = Model::new(meta, cfg.device, cfg.train.seed)?;
+    let mut parent = None;
+    if let Some(r) = &cfg.init_from {
+        let r: VersionRef = r
+            .parse()
+            .map_err(|e: String| NnError::Checkpoint(format!("--init-from: {e}")))?;
+        let (_, src) = load_model(store, &r, cfg.device)?;
+        let copied = model.init_from(&src);
+        tracing::info!("{module}: {copied} variables initialised from {r}");
+        parent = Some(store.resolve(&r)?.id);
+    }
     let training = model.train(&strip(train), &strip(dev), &cfg.train, progress)?;
     let (acc, preds) = model.evaluate(&strip(test));
     let by_group = per_group(&preds, test);
@@ -424,6 +438,7 @@ fn fit_and_save(
     let version = store.save_version(
         NewVersion {
             module: module.into(),
+            parent,
             data: Some(data_key),
             config: serde_json::to_value(cfg).expect("config serialises"),
             metrics,

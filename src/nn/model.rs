@@ -333,6 +333,36 @@ impl Model {
         (correct as f64 / examples.len().max(1) as f64, preds)
     }
 
+    /// Starts from another network's weights where they fit: every
+    /// variable with the same name and shape is copied, and the word
+    /// embedding row by row for the words both tokenizers know. Returns
+    /// how many variables were copied (fully or, for the embedding, in
+    /// part).
+    pub fn init_from(&mut self, other: &Model) -> usize {
+        let src = other.vs.variables();
+        let dst = self.vs.variables();
+        let mut copied = 0;
+        tch::no_grad(|| {
+            for (name, mut t) in dst {
+                let Some(s) = src.get(&name) else { continue };
+                if name == "embed.weight" {
+                    let mut any = false;
+                    for (i, w) in self.meta.tokenizer.words.iter().enumerate() {
+                        if let Some(j) = other.meta.tokenizer.words.iter().position(|x| x == w) {
+                            t.get(i as i64).copy_(&s.get(j as i64));
+                            any = true;
+                        }
+                    }
+                    copied += any as usize;
+                } else if t.size() == s.size() {
+                    t.copy_(s);
+                    copied += 1;
+                }
+            }
+        });
+        copied
+    }
+
     /// Trains with Adam on cross-entropy, keeping the weights of the best
     /// dev epoch (early stopping after `patience` epochs without gain).
     pub fn train(

@@ -178,7 +178,7 @@ fn synthetic_gqa_passes_check_is_balanced_and_splits_are_disjoint() {
 #[test]
 fn synthetic_nlvr2_passes_check_with_balanced_labels_and_programs() {
     let d = tempfile::tempdir().unwrap();
-    let root = synth(d.path(), "nlvr2", 56, 2);
+    let root = synth(d.path(), "nlvr2", 64, 2);
     let (code, v) = run_json(
         d.path(),
         &[
@@ -192,11 +192,11 @@ fn synthetic_nlvr2_passes_check_with_balanced_labels_and_programs() {
         ],
     );
     assert_eq!(code, 0, "{v}");
-    assert_eq!(v["examples"], 224);
+    assert_eq!(v["examples"], 256);
     assert_eq!(v["images_missing"], 0);
-    assert_eq!(v["images_referenced"], 448);
-    assert_eq!(v["answers"]["True"], 112);
-    assert_eq!(v["answers"]["False"], 112);
+    assert_eq!(v["images_referenced"], 512);
+    assert_eq!(v["answers"]["True"], 128);
+    assert_eq!(v["answers"]["False"], 128);
     let lines = std::fs::read_to_string(root.join("train.json")).unwrap();
     let mut pairs = HashSet::new();
     for l in lines.lines() {
