@@ -80,6 +80,16 @@ impl WorkerStats {
 /// Makes a worker's network inside its own thread.
 pub type Factory<T> = Arc<dyn Fn() -> T + Send + Sync>;
 
+/// Fault injection for tests: with `VPD_FAULT_WORKER_PANIC=1` in the
+/// environment, the first batch a worker of this process takes panics (once
+/// per process), so that supervision and the retry can be tested on the
+/// real binary.
+fn injected_fault() -> bool {
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::env::var("VPD_FAULT_WORKER_PANIC").is_ok_and(|v| v == "1")
+        && !FIRED.swap(true, Ordering::SeqCst)
+}
+
 /// The VQA module's worker: owns a network, answers a batch in one
 /// forward pass with the answer distribution of each query.
 pub struct VqaWorker {
@@ -101,6 +111,9 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
         ctx: &mut SyncContext<Self>,
     ) -> Self::Result {
         let run = catch_unwind(AssertUnwindSafe(|| {
+            if injected_fault() {
+                panic!("injected worker fault (VPD_FAULT_WORKER_PANIC)");
+            }
             let ex: Vec<Example> = msg
                 .0
                 .iter()

@@ -439,3 +439,51 @@ fn the_teacher_networks_learn_tiny_data_in_their_formats() {
         assert_eq!(back.predict(&test[..20]), m.predict(&test[..20]));
     }
 }
+
+#[test]
+fn init_from_copies_matching_weights_and_embeddings_by_word() {
+    let meta = |words: &str, classes: usize, pair: bool| {
+        let tok = Tokenizer::fit([words], 16);
+        ModelMeta {
+            kind: "nlvr2-teacher".into(),
+            film: models::film(tok.words.len(), classes, pair),
+            tokenizer: tok,
+            answers: visprog_distiller::nn::text::Answers {
+                list: (0..classes).map(|i| i.to_string()).collect(),
+            },
+            script: false,
+        }
+    };
+    let src = Model::new(
+        meta("red circle left image", 32, false),
+        DeviceChoice::Cpu,
+        1,
+    )
+    .unwrap();
+    let mut dst = Model::new(
+        meta("a blue circle in the left image", 2, true),
+        DeviceChoice::Cpu,
+        2,
+    )
+    .unwrap();
+    let copied = dst.init_from(&src);
+    let (s, d) = (src.vs.variables(), dst.vs.variables());
+    assert!(d["c3.weight"].equal(&s["c3.weight"]));
+    assert!(d["gru.weight_hh_l0"].equal(&s["gru.weight_hh_l0"]));
+    assert!(
+        !d["head2.weight"].equal(&d["head2.weight"].zeros_like()),
+        "head kept its own init"
+    );
+    assert_ne!(
+        d["head1.weight"].size(),
+        s["head1.weight"].size(),
+        "a pair head is wider"
+    );
+    let row = |m: &Model, w: &str| {
+        let i = m.meta.tokenizer.words.iter().position(|x| x == w).unwrap() as i64;
+        m.vs.variables()["embed.weight"].get(i)
+    };
+    assert!(row(&dst, "circle").equal(&row(&src, "circle")));
+    assert!(!row(&dst, "blue").equal(&row(&src, "red")));
+    assert!(copied >= 10, "{copied}");
+}

@@ -148,3 +148,49 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
     assert_eq!(said(&bounded), said(&seq));
     assert!(bounded.outcomes.iter().all(|o| o.error.is_none()));
 }
+
+#[test]
+fn a_crashed_worker_is_restarted_and_its_batch_retried() {
+    let d = tempfile::tempdir().unwrap();
+    let st = Store::open(d.path().join("st")).unwrap();
+    let m = Model::new(models::student_meta(), DeviceChoice::Cpu, 0).unwrap();
+    st.save_version(
+        NewVersion {
+            module: "vqa".into(),
+            ..Default::default()
+        },
+        &m.to_bytes().unwrap(),
+        None,
+    )
+    .unwrap();
+    let args = [
+        "--task",
+        "gqa",
+        "--modules",
+        "VQA=vqa@1",
+        "LOC=oracle",
+        "--limit",
+        "30",
+    ];
+    let clean = eval_json(d.path(), &args);
+    let mut all = vec!["--store", "st", "eval", "--n", "60", "--json", "--force"];
+    all.extend_from_slice(&args);
+    let out = crate::common::vpd()
+        .current_dir(d.path())
+        .env("VPD_FAULT_WORKER_PANIC", "1")
+        .args(&all)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let faulty: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(faulty["exec"]["restarts"], 1, "{faulty}");
+    assert_eq!(
+        faulty["failed_steps"], 0,
+        "the batch was retried on a fresh worker"
+    );
+    assert_eq!(faulty["score"], clean["score"]);
+}
