@@ -275,7 +275,7 @@ pub fn run(
         let mut rows = Vec::new();
         let mut version = String::new();
         let flops = speed::train_flops_per_example(&meta.film, meta.tokenizer.max_len);
-        for (batch, steps) in [(1usize, 160usize), (64, 6)] {
+        for (batch, steps) in [(1usize, 160usize), (64, 20)] {
             progress(&format!("batch {batch}: starting"));
             let model = Model::new(meta.clone(), DeviceChoice::Cpu, 0)?;
             let ex = data(batch as u64, meta.answers.list.len());
