@@ -176,3 +176,44 @@ fn the_shipped_in_context_examples_are_valid_programs() {
         assert!(n >= 5);
     }
 }
+
+#[test]
+fn vpd_eval_runs_programs_the_llm_writes_and_caches_them() {
+    let (url, seen) = serve(vec![Reply::Body(completion(GOOD))]);
+    let d = tempfile::tempdir().unwrap();
+    let run = || {
+        crate::common::vpd()
+            .current_dir(d.path())
+            .env("VPD_LLM_BASE_URL", &url)
+            .env("VPD_LLM_MODEL", "test-model")
+            .args(["--store", "st", "eval", "--task", "nlvr2", "--n", "30"])
+            .args([
+                "--modules",
+                "oracle",
+                "--generator",
+                "llm",
+                "--limit",
+                "6",
+                "--json",
+                "--force",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["evaluation"]["pipeline"]["generator"], "llm:test-model");
+    assert_eq!(j["score"]["n"], 6);
+    assert_eq!(j["failed_steps"], 0, "{j}");
+    let asked = seen.lock().unwrap().len();
+    assert!(asked >= 1 && asked <= 6, "{asked} requests");
+    // Run again: every program comes from the store's cache.
+    let again = run();
+    assert!(again.status.success());
+    assert_eq!(seen.lock().unwrap().len(), asked, "no new requests");
+}
