@@ -293,6 +293,10 @@ pub fn run(
                 let mut pair = [(0.0, 0.0); 2];
                 for k in 0..2 {
                     let side = (k + round) % 2;
+                    // Let the other process's idle OpenMP threads stop
+                    // spinning before this side's timing starts (they
+                    // would otherwise take the cores from it).
+                    std::thread::sleep(std::time::Duration::from_millis(300));
                     pair[side] = if side == 0 {
                         rust.steps(&batches, batch, start, steps)?
                     } else {
