@@ -317,6 +317,20 @@ pub fn evaluate(
         )?)
     };
     let rep = run(&spec.vqa, &spec.loc)?;
+    // A generator that wrote no program at all (an unreachable endpoint, a
+    // wrong model name) is an error of the evaluation, not of its examples.
+    let generated = |o: &exec::ExampleOutcome| {
+        !o.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("program generation"))
+    };
+    if !rep.outcomes.is_empty() && !rep.outcomes.iter().any(generated) {
+        return Err(EvalError::Invalid(format!(
+            "the program generator failed on all {} examples, nothing recorded; the first: {}",
+            rep.outcomes.len(),
+            rep.outcomes[0].error.as_deref().unwrap_or_default()
+        )));
+    }
     let all_oracle = spec.vqa == ModuleChoice::Oracle && spec.loc == ModuleChoice::Oracle;
     // Which errors are the program's: wrong with oracle modules as well.
     let oracle = if all_oracle {

@@ -217,3 +217,31 @@ fn vpd_eval_runs_programs_the_llm_writes_and_caches_them() {
     assert!(again.status.success());
     assert_eq!(seen.lock().unwrap().len(), asked, "no new requests");
 }
+
+#[test]
+fn vpd_eval_with_an_unreachable_endpoint_fails_naming_it() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = tempfile::tempdir().unwrap();
+    let out = crate::common::vpd()
+        .current_dir(d.path())
+        .env("VPD_LLM_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
+        .env("VPD_LLM_RETRIES", "0")
+        .env("VPD_LLM_TIMEOUT_S", "2")
+        .args(["--store", "st", "eval", "--task", "nlvr2", "--n", "30"])
+        .args(["--modules", "oracle", "--generator", "llm", "--limit", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("program generator failed on all 3 examples")
+            && err.contains(&port.to_string()),
+        "{err}"
+    );
+    let st = visprog_distiller::store::Store::open(d.path().join("st")).unwrap();
+    assert!(st.evaluations().unwrap().is_empty(), "nothing recorded");
+}
