@@ -211,7 +211,7 @@ fn vpd_eval_runs_programs_the_llm_writes_and_caches_them() {
     assert_eq!(j["score"]["n"], 6);
     assert_eq!(j["failed_steps"], 0, "{j}");
     let asked = seen.lock().unwrap().len();
-    assert!(asked >= 1 && asked <= 6, "{asked} requests");
+    assert!((1..=6).contains(&asked), "{asked} requests");
     // Run again: every program comes from the store's cache.
     let again = run();
     assert!(again.status.success());
