@@ -545,7 +545,7 @@ pub fn store(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
             let parent = parent.as_ref().map(|p| store.resolve(p)).transpose()?;
             if let Some(side) = sidecar {
                 // A TorchScript sidecar (one that names its `kind`): the
-                // module must load and answer a dummy batch in the shape
+                // module must load and answer a probe batch in the shape
                 // the sidecar promises. Other sidecars are kept as they are.
                 let read = |p: &std::path::Path| {
                     std::fs::read(p).with_context(|| format!("reading {}", p.display()))

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::data::gqa;
 use crate::data::images::{decode, to_model_input};
 use crate::data::rng::Rng;
-use crate::data::synth::{enlarged, GenericRecord, PairScenes, SynthConfig, Task};
+use crate::data::synth::{enlarged, PairScenes, Task};
 use crate::data::world::{plural, COLORS, SHAPES};
 use crate::data::DataError;
 use crate::models::{self, ModelError, INPUT};
@@ -68,27 +68,18 @@ fn obj(name: &str, attributes: &[String], bbox: [f64; 4]) -> Obj {
 
 /// The test images of a generic corpus (its `boxes` records).
 pub fn generic_scenes(dir: &Path, split: &str) -> Result<Vec<SceneImage>, DataError> {
-    let p = dir.join(format!("{split}.jsonl"));
-    let text = std::fs::read_to_string(&p).map_err(|source| DataError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let r: GenericRecord = serde_json::from_str(line)
-            .map_err(|e| DataError::Invalid(format!("{}: {e}", p.display())))?;
-        if r.kind == "boxes" {
-            out.push(SceneImage {
-                path: dir.join(&r.image),
-                objects: r
-                    .boxes
-                    .iter()
-                    .map(|b| obj(&b.name, &b.attributes, b.bbox))
-                    .collect(),
-            });
-        }
-    }
-    Ok(out)
+    Ok(models::generic_records(dir, split)?
+        .into_iter()
+        .filter(|r| r.kind == "boxes")
+        .map(|r| SceneImage {
+            path: dir.join(&r.image),
+            objects: r
+                .boxes
+                .iter()
+                .map(|b| obj(&b.name, &b.attributes, b.bbox))
+                .collect(),
+        })
+        .collect())
 }
 
 fn graph_image(path: PathBuf, g: &gqa::SceneGraph) -> SceneImage {
@@ -386,25 +377,7 @@ pub struct Versions {
 }
 
 fn data_of(store: &Store, r: Option<&VersionRef>, task: Task) -> Result<PathBuf, ModelError> {
-    if let Some(r) = r {
-        if let Ok(v) = store.resolve(r) {
-            if let Some(key) = v.data {
-                let dir = store.root().join("data").join(key);
-                if dir.join(".complete").exists() {
-                    return Ok(dir);
-                }
-            }
-        }
-    }
-    Ok(models::data_dir(
-        store,
-        SynthConfig {
-            task,
-            n: 1000,
-            seed: 0,
-            size: INPUT,
-        },
-    )?)
+    Ok(models::data_of_version(store, r, task, 1000)?)
 }
 
 fn model_of(store: &Store, r: &VersionRef) -> Result<Model, ModelError> {

@@ -176,6 +176,31 @@ pub struct PretrainConfig {
     pub init_from: Option<String>,
 }
 
+/// The data a version was trained on, when the store still has it; else
+/// the synthetic data of `task` with `n` per split (made when missing).
+pub fn data_of_version(
+    store: &Store,
+    r: Option<&VersionRef>,
+    task: Task,
+    n: usize,
+) -> Result<PathBuf, DataError> {
+    if let Some(key) = r.and_then(|r| store.resolve(r).ok()).and_then(|v| v.data) {
+        let dir = store.root().join("data").join(key);
+        if dir.join(".complete").exists() {
+            return Ok(dir);
+        }
+    }
+    data_dir(
+        store,
+        SynthConfig {
+            task,
+            n,
+            seed: 0,
+            size: INPUT,
+        },
+    )
+}
+
 /// Where the data of a generator config lives in the store, made when
 /// missing (written to a temporary folder, then renamed).
 pub fn data_dir(store: &Store, cfg: SynthConfig) -> Result<PathBuf, DataError> {
@@ -264,21 +289,31 @@ pub fn nlvr2_examples(dir: &Path, split: &str) -> Result<Vec<(Example, String)>,
     Ok(out)
 }
 
+/// The records of a generic-corpus split (`{split}.jsonl`), naming the file
+/// and line of one that does not parse.
+pub fn generic_records(dir: &Path, split: &str) -> Result<Vec<GenericRecord>, DataError> {
+    let p = dir.join(format!("{split}.jsonl"));
+    let text = std::fs::read_to_string(&p).map_err(|source| DataError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| DataError::Invalid(format!("{} line {}: {e}", p.display(), i + 1)))
+        })
+        .collect()
+}
+
 /// Generic-corpus VQA examples of a split with their kind (crop/scene).
 pub fn generic_examples(
     dir: &Path,
     split: &str,
     answers: &Answers,
 ) -> Result<Vec<(Example, String)>, DataError> {
-    let p = dir.join(format!("{split}.jsonl"));
-    let text = std::fs::read_to_string(&p).map_err(|source| DataError::Io {
-        path: p.clone(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for line in text.lines() {
-        let r: GenericRecord = serde_json::from_str(line)
-            .map_err(|e| DataError::Invalid(format!("{}: {e}", p.display())))?;
+    for r in generic_records(dir, split)? {
         let (Some(q), Some(a)) = (r.question, r.answer) else {
             continue;
         };
@@ -302,15 +337,8 @@ pub fn generic_examples(
 /// the shape, the colour right half of the time), and a shape it lacks
 /// (no boxes).
 pub fn generic_detections(dir: &Path, split: &str) -> Result<Vec<DetExample>, DataError> {
-    let p = dir.join(format!("{split}.jsonl"));
-    let text = std::fs::read_to_string(&p).map_err(|source| DataError::Io {
-        path: p.clone(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for line in text.lines() {
-        let r: GenericRecord = serde_json::from_str(line)
-            .map_err(|e| DataError::Invalid(format!("{}: {e}", p.display())))?;
+    for r in generic_records(dir, split)? {
         if r.kind != "boxes" || r.boxes.is_empty() {
             continue;
         }

@@ -13,6 +13,7 @@ use tch::nn::{self, OptimizerConfig, RNN};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::checkpoint;
+use super::film::{conv, Film};
 use super::text::Tokenizer;
 use super::{DeviceChoice, NnError};
 
@@ -206,20 +207,6 @@ impl std::fmt::Debug for Detector {
     }
 }
 
-fn conv(p: nn::Path, i: i64, o: i64, stride: i64) -> nn::Conv2D {
-    nn::conv2d(
-        p,
-        i,
-        o,
-        3,
-        nn::ConvConfig {
-            stride,
-            padding: 1,
-            ..Default::default()
-        },
-    )
-}
-
 /// Training settings of the detector.
 pub use super::model::TrainConfig;
 
@@ -301,31 +288,16 @@ impl Detector {
         self.meta.config.image_size / 4
     }
 
-    fn film(x: &Tensor, gb: &Tensor) -> Tensor {
-        let c = x.size()[1];
-        let g = gb.narrow(1, 0, c).unsqueeze(-1).unsqueeze(-1);
-        let b = gb.narrow(1, c, c).unsqueeze(-1).unsqueeze(-1);
-        (x * (g + 1.0) + b).relu()
-    }
-
     /// `[B, 5, G, G]`: objectness logit, x and y offset logits in the cell,
     /// log width and height in cells.
     fn forward(&self, images: &Tensor, tokens: &Tensor) -> Tensor {
         let (_, state) = self.gru.seq(&tokens.apply(&self.embed));
         let q = state.value().squeeze_dim(0);
         let x = images.apply(&self.convs[0]).relu();
-        let x = Detector::film(&x.apply(&self.convs[1]), &q.apply(&self.films[0]));
-        let (bsz, _, h, w) = x.size4().expect("4-d features");
-        let opts = (Kind::Float, x.device());
-        let ys = Tensor::linspace(-1.0, 1.0, h, opts)
-            .view([1, 1, h, 1])
-            .expand([bsz, 1, h, w], false);
-        let xs = Tensor::linspace(-1.0, 1.0, w, opts)
-            .view([1, 1, 1, w])
-            .expand([bsz, 1, h, w], false);
-        let x = Tensor::cat(&[x, ys, xs], 1);
-        let x = Detector::film(&x.apply(&self.convs[2]), &q.apply(&self.films[1]));
-        let x = Detector::film(&x.apply(&self.convs[3]), &q.apply(&self.films[2]));
+        let x = Film::film(&x.apply(&self.convs[1]), &q.apply(&self.films[0]));
+        let x = Film::with_coords(&x);
+        let x = Film::film(&x.apply(&self.convs[2]), &q.apply(&self.films[1]));
+        let x = Film::film(&x.apply(&self.convs[3]), &q.apply(&self.films[2]));
         x.apply(&self.head)
     }
 

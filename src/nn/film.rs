@@ -50,7 +50,8 @@ pub struct Film {
     head2: nn::Linear,
 }
 
-fn conv(p: nn::Path, i: i64, o: i64, stride: i64) -> nn::Conv2D {
+/// A 3x3 convolution with padding 1.
+pub(super) fn conv(p: nn::Path, i: i64, o: i64, stride: i64) -> nn::Conv2D {
     nn::conv2d(
         p,
         i,
@@ -103,17 +104,16 @@ impl Film {
         state.value().squeeze_dim(0)
     }
 
-    fn film(x: &Tensor, gb: &Tensor) -> Tensor {
+    /// FiLM: `x * (1 + gamma) + beta`, then ReLU; `gb` is `[B, 2C]`.
+    pub(super) fn film(x: &Tensor, gb: &Tensor) -> Tensor {
         let c = x.size()[1];
         let g = gb.narrow(1, 0, c).unsqueeze(-1).unsqueeze(-1);
         let b = gb.narrow(1, c, c).unsqueeze(-1).unsqueeze(-1);
         (x * (g + 1.0) + b).relu()
     }
 
-    /// images: `[B, 3, S, S]`, q: `[B, hidden]` -> pooled `[B, (glimpses + 1) c]`.
-    fn encode_image(&self, images: &Tensor, q: &Tensor) -> Tensor {
-        let x = images.apply(&self.c1).relu();
-        let x = Film::film(&x.apply(&self.c2), &q.apply(&self.film2));
+    /// `x` with two coordinate channels (y, then x, from -1 to 1) appended.
+    pub(super) fn with_coords(x: &Tensor) -> Tensor {
         let (bsz, _, h, w) = x.size4().expect("4-d features");
         let opts = (Kind::Float, x.device());
         let ys = Tensor::linspace(-1.0, 1.0, h, opts)
@@ -122,8 +122,16 @@ impl Film {
         let xs = Tensor::linspace(-1.0, 1.0, w, opts)
             .view([1, 1, 1, w])
             .expand([bsz, 1, h, w], false);
-        let x = Tensor::cat(&[x, ys, xs], 1);
+        Tensor::cat(&[x, &ys, &xs], 1)
+    }
+
+    /// images: `[B, 3, S, S]`, q: `[B, hidden]` -> pooled `[B, (glimpses + 1) c]`.
+    fn encode_image(&self, images: &Tensor, q: &Tensor) -> Tensor {
+        let x = images.apply(&self.c1).relu();
+        let x = Film::film(&x.apply(&self.c2), &q.apply(&self.film2));
+        let x = Film::with_coords(&x);
         let x = Film::film(&x.apply(&self.c3), &q.apply(&self.film3));
+        let bsz = x.size()[0];
         let flat = x.view([bsz, x.size()[1], -1]);
         let mut parts = Vec::with_capacity(self.att.len() + 1);
         for (proj, att) in self.att_q.iter().zip(&self.att) {

@@ -175,7 +175,7 @@ impl Model {
     }
 
     /// A user's TorchScript module (its archive's bytes) with its sidecar.
-    /// One forward pass on a dummy batch checks that its inputs and output
+    /// One forward pass on a probe batch of blank images checks that its inputs and output
     /// match the sidecar.
     pub fn from_torchscript(
         archive: &[u8],

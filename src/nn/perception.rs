@@ -82,27 +82,30 @@ impl Perception for NeuralLoc {
         self.label.clone()
     }
     fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
-        let (w, h) = (image.pixels.width() as f64, image.pixels.height() as f64);
-        Ok(self
-            .detect(image, object)
-            .into_iter()
-            .map(|d| {
-                let [x, y, bw, bh] = d.rect.map(f64::from);
-                let x0 = (x * w).clamp(0.0, w);
-                let y0 = (y * h).clamp(0.0, h);
-                ScoredBox {
-                    rect: Rect {
-                        x: x0,
-                        y: y0,
-                        w: ((x + bw) * w).clamp(0.0, w) - x0,
-                        h: ((y + bh) * h).clamp(0.0, h) - y0,
-                    },
-                    score: d.score as f64,
-                }
-            })
-            .collect())
+        Ok(boxes_in(&self.detect(image, object), image))
     }
     fn vqa(&mut self, _image: &ImageVal, _question: &str) -> Result<String, String> {
         Err(format!("{} is a LOC module, not VQA", self.label))
     }
+}
+
+/// Detections (fractions of the image) as LOC's boxes in `image`'s pixels.
+pub fn boxes_in(dets: &[Detection], image: &ImageVal) -> Vec<ScoredBox> {
+    let (w, h) = (image.pixels.width() as f64, image.pixels.height() as f64);
+    dets.iter()
+        .map(|d| {
+            let [x, y, bw, bh] = d.rect.map(f64::from);
+            let x0 = (x * w).clamp(0.0, w);
+            let y0 = (y * h).clamp(0.0, h);
+            ScoredBox {
+                rect: Rect {
+                    x: x0,
+                    y: y0,
+                    w: ((x + bw) * w).clamp(0.0, w) - x0,
+                    h: ((y + bh) * h).clamp(0.0, h) - y0,
+                },
+                score: d.score as f64,
+            }
+        })
+        .collect()
 }

@@ -252,6 +252,41 @@ fn report_of(e: Evaluation, d: &Details, reused: bool, exec: Option<ExecStats>) 
     }
 }
 
+/// The stored evaluation of `key`, unless `force`.
+fn stored(store: &Store, key: &Pipeline, force: bool) -> Result<Option<EvalReport>, EvalError> {
+    if force {
+        return Ok(None);
+    }
+    let Some(e) = store.find_evaluation(key)? else {
+        return Ok(None);
+    };
+    Ok(details(store, &e)?.map(|d| report_of(e, &d, true, None)))
+}
+
+/// Records an evaluation with its details; `errors` are program errors,
+/// module errors and failed steps.
+fn record(
+    store: &Store,
+    key: Pipeline,
+    outcomes: &[exec::ExampleOutcome],
+    errors: [u64; 3],
+    stats: ExecStats,
+) -> Result<EvalReport, EvalError> {
+    let (t, by) = tallies(outcomes);
+    let d = Details {
+        program_errors: errors[0],
+        module_errors: errors[1],
+        failed_steps: errors[2],
+        examples: outcomes
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap_or_default())
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&d).expect("details serialise");
+    let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
+    Ok(report_of(e, &d, false, Some(stats)))
+}
+
 /// The stored details of an evaluation.
 pub fn details(store: &Store, e: &Evaluation) -> Result<Option<Details>, EvalError> {
     let Some(h) = &e.details else { return Ok(None) };
@@ -286,12 +321,8 @@ pub fn evaluate(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<EvalReport, EvalError> {
     let key = pipeline(store, spec)?;
-    if !spec.force {
-        if let Some(e) = store.find_evaluation(&key)? {
-            if let Some(d) = details(store, &e)? {
-                return Ok(report_of(e, &d, true, None));
-            }
-        }
+    if let Some(r) = stored(store, &key, spec.force)? {
+        return Ok(r);
     }
     let mut all = jobs(spec.task, &spec.data, &spec.split)?;
     if let Some(n) = spec.limit {
@@ -351,19 +382,6 @@ pub fn evaluate(
             program_errors += 1;
         }
     }
-    let (t, by) = tallies(&rep.outcomes);
-    let d = Details {
-        program_errors,
-        module_errors,
-        failed_steps,
-        examples: rep
-            .outcomes
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap_or_default())
-            .collect(),
-    };
-    let bytes = serde_json::to_vec(&d).expect("details serialise");
-    let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
     let stats = ExecStats {
         seconds: rep.seconds,
         max_in_flight: rep.max_in_flight,
@@ -371,7 +389,13 @@ pub fn evaluate(
         loc_mean_batch: rep.loc_mean_batch,
         restarts: rep.restarts,
     };
-    Ok(report_of(e, &d, false, Some(stats)))
+    record(
+        store,
+        key,
+        &rep.outcomes,
+        [program_errors, module_errors, failed_steps],
+        stats,
+    )
 }
 
 /// The data a task is evaluated on: the data the task's teacher was
@@ -384,23 +408,7 @@ pub fn task_data(store: &Store, task: Task, n: usize) -> Result<PathBuf, EvalErr
         Task::Generic => return Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
     };
     let r: VersionRef = teacher.parse().map_err(EvalError::Invalid)?;
-    if let Ok(v) = store.resolve(&r) {
-        if let Some(key) = v.data {
-            let dir = store.root().join("data").join(key);
-            if dir.join(".complete").exists() {
-                return Ok(dir);
-            }
-        }
-    }
-    Ok(models::data_dir(
-        store,
-        crate::data::synth::SynthConfig {
-            task,
-            n,
-            seed: 0,
-            size: models::INPUT,
-        },
-    )?)
+    Ok(models::data_of_version(store, Some(&r), task, n)?)
 }
 
 /// Evaluates a task's teacher end to end (question and whole image, or
@@ -423,12 +431,8 @@ pub fn evaluate_teacher(
         dataset: dataset_key(data, split, limit),
         modules: BTreeMap::from([("teacher".to_string(), v.id.to_string())]),
     };
-    if !force {
-        if let Some(e) = store.find_evaluation(&key)? {
-            if let Some(d) = details(store, &e)? {
-                return Ok(report_of(e, &d, true, None));
-            }
-        }
+    if let Some(r) = stored(store, &key, force)? {
+        return Ok(r);
     }
     let (_, model) = models::load_model(store, r, crate::nn::DeviceChoice::Cpu)?;
     let mut ex = match task {
@@ -468,18 +472,7 @@ pub fn evaluate_teacher(
             }
         })
         .collect();
-    let (t, by) = tallies(&outcomes);
-    let d = Details {
-        program_errors: 0,
-        module_errors: t.n - t.correct,
-        failed_steps: 0,
-        examples: outcomes
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap_or_default())
-            .collect(),
-    };
-    let bytes = serde_json::to_vec(&d).expect("details serialise");
-    let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
+    let wrong = outcomes.iter().filter(|o| !o.correct).count() as u64;
     let stats = ExecStats {
         seconds: t0.elapsed().as_secs_f64(),
         max_in_flight: 1,
@@ -487,7 +480,7 @@ pub fn evaluate_teacher(
         loc_mean_batch: 0.0,
         restarts: 0,
     };
-    Ok(report_of(e, &d, false, Some(stats)))
+    record(store, key, &outcomes, [0, wrong, 0], stats)
 }
 
 /// The evaluation whose id starts with `prefix`.

@@ -238,24 +238,7 @@ impl Perception for ActorLoc {
             reply: tx,
         });
         let dets = rx.blocking_recv().map_err(|_| "LOC batcher stopped")??;
-        let (w, h) = (image.pixels.width() as f64, image.pixels.height() as f64);
-        Ok(dets
-            .into_iter()
-            .map(|d| {
-                let [x, y, bw, bh] = d.rect.map(f64::from);
-                let x0 = (x * w).clamp(0.0, w);
-                let y0 = (y * h).clamp(0.0, h);
-                ScoredBox {
-                    rect: Rect {
-                        x: x0,
-                        y: y0,
-                        w: ((x + bw) * w).clamp(0.0, w) - x0,
-                        h: ((y + bh) * h).clamp(0.0, h) - y0,
-                    },
-                    score: d.score as f64,
-                }
-            })
-            .collect())
+        Ok(crate::nn::perception::boxes_in(&dets, image))
     }
     fn vqa(&mut self, _: &ImageVal, _: &str) -> Result<String, String> {
         Err(format!("{} is a LOC module", self.label))

@@ -27,6 +27,23 @@ fn eval_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A store at `dir/st` holding vqa@1, an untrained student: enough to
+/// exercise the runtime.
+fn student_store(dir: &Path) -> Store {
+    let st = Store::open(dir.join("st")).unwrap();
+    let m = Model::new(models::student_meta(), DeviceChoice::Cpu, 0).unwrap();
+    st.save_version(
+        NewVersion {
+            module: "vqa".into(),
+            ..Default::default()
+        },
+        &m.to_bytes().unwrap(),
+        None,
+    )
+    .unwrap();
+    st
+}
+
 #[test]
 fn oracle_evaluation_of_synthetic_nlvr2_scores_100_and_is_reused() {
     let d = tempfile::tempdir().unwrap();
@@ -95,18 +112,7 @@ fn failing_steps_are_counted_not_fatal() {
 #[test]
 fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
     let d = tempfile::tempdir().unwrap();
-    let st = Store::open(d.path().join("st")).unwrap();
-    // An untrained student is enough to exercise the runtime.
-    let m = Model::new(models::student_meta(), DeviceChoice::Cpu, 0).unwrap();
-    st.save_version(
-        NewVersion {
-            module: "vqa".into(),
-            ..Default::default()
-        },
-        &m.to_bytes().unwrap(),
-        None,
-    )
-    .unwrap();
+    let st = student_store(d.path());
     let data = eval::task_data(&st, Task::Gqa, 60).unwrap();
     let jobs = eval::jobs(Task::Gqa, &data, "test").unwrap();
     let vqa = ModuleChoice::Version("vqa@1".parse().unwrap());
@@ -152,17 +158,7 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
 #[test]
 fn a_crashed_worker_is_restarted_and_its_batch_retried() {
     let d = tempfile::tempdir().unwrap();
-    let st = Store::open(d.path().join("st")).unwrap();
-    let m = Model::new(models::student_meta(), DeviceChoice::Cpu, 0).unwrap();
-    st.save_version(
-        NewVersion {
-            module: "vqa".into(),
-            ..Default::default()
-        },
-        &m.to_bytes().unwrap(),
-        None,
-    )
-    .unwrap();
+    let _st = student_store(d.path());
     let args = [
         "--task",
         "gqa",
