@@ -171,36 +171,27 @@ fn a_users_torchscript_student_imports_answers_and_trains() {
         serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
     spec["answers"] = serde_json::json!(["red", "blue", "green"]);
     std::fs::write(&bad, spec.to_string()).unwrap();
-    let o = crate::common::vpd_in(
-        dir.path(),
-        &[
-            "--store",
-            s,
-            "store",
-            "import",
-            "user-vqa",
-            pt.to_str().unwrap(),
-            "--sidecar",
-            bad.to_str().unwrap(),
-        ],
-    );
+    let import = |sidecar: &std::path::Path| {
+        crate::common::vpd_in(
+            dir.path(),
+            &[
+                "--store",
+                s,
+                "store",
+                "import",
+                "user-vqa",
+                pt.to_str().unwrap(),
+                "--sidecar",
+                sidecar.to_str().unwrap(),
+            ],
+        )
+    };
+    let o = import(&bad);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("[2, 3]") && err.contains("bad.json"), "{err}");
 
-    let o = crate::common::vpd_in(
-        dir.path(),
-        &[
-            "--store",
-            s,
-            "store",
-            "import",
-            "user-vqa",
-            pt.to_str().unwrap(),
-            "--sidecar",
-            side.to_str().unwrap(),
-        ],
-    );
+    let o = import(&side);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // It answers a VQA step of a program.
