@@ -19,9 +19,11 @@ libtorch:
 build:
 	$(TORCH_ENV); $(CARGO) build --release --locked --bin vpd
 
-## demo: build and run the main job
+## demo: build and run the main job: the quickstart experiment (data,
+## pre-training, distillation of the VQA student on GQA, both tasks
+## evaluated) in the default store `store/`
 demo: build
-	$(TARGET_DIR)/release/vpd doctor
+	$(TARGET_DIR)/release/vpd run experiments/quickstart.toml
 
 ## test: formatting, clippy -D warnings, the whole test suite
 test:

@@ -449,9 +449,16 @@ pub fn show(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
         .into_iter()
         .filter(|e| e.run == Some(run.id))
         .collect();
+    let report: Option<serde_json::Value> = match &run.report {
+        Some(h) => Some(serde_json::from_slice(&store.blobs().get(h)?)?),
+        None => None,
+    };
     if json {
         let mut j = serde_json::to_value(&run)?;
         j["status"] = serde_json::to_value(run.effective_status())?;
+        if let Some(r) = &report {
+            j["report"] = r.clone();
+        }
         j["versions"] = serde_json::to_value(&versions)?;
         j["evaluations"] = serde_json::to_value(&evals)?;
         print_json(&j)?;
@@ -496,6 +503,13 @@ pub fn show(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
         );
     }
     println!("config     {}", serde_json::to_string(&run.config)?);
+    if let Some(r) = report {
+        println!();
+        match serde_json::from_value::<visprog_distiller::distill::run::RunReport>(r) {
+            Ok(r) => crate::cmd_run::print_table(&r),
+            Err(e) => println!("(its report does not read: {e})"),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod distill;
 pub mod doctor;
 pub mod measure;
 pub mod models;

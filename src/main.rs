@@ -14,6 +14,7 @@ mod cmd_eval;
 mod cmd_measure;
 mod cmd_pretrain;
 mod cmd_program;
+mod cmd_run;
 mod cmd_store;
 
 use visprog_distiller::store::VersionRef;
@@ -59,6 +60,9 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd_pretrain::PretrainCmd,
     },
+    /// Run an experiment: data, pre-training of what is missing, base
+    /// evaluation, distillation, evaluation on every task, the gate.
+    Run(cmd_run::RunArgs),
     /// Score a pipeline (generator + VQA and LOC versions, or oracle) on a
     /// task's split through the actor runtime; recorded in the store.
     Eval(cmd_eval::EvalArgs),
@@ -184,6 +188,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Pretrain { cmd } => cmd_pretrain::run(cli, cmd),
         Command::Measure(a) => cmd_measure::run(cli, a),
         Command::Eval(a) => cmd_eval::run(cli, a),
+        Command::Run(a) => cmd_run::run(cli, a),
         Command::Versions { module, json } => cmd_store::versions(cli, module.as_deref(), *json),
         Command::Lineage { target, json } => cmd_store::lineage(cli, target, *json),
         Command::Alias { cmd } => cmd_store::alias(cli, cmd),

@@ -10,13 +10,17 @@ use super::NnError;
 
 const MAGIC: &[u8; 8] = b"VPDCKPT1";
 
-/// Header and weights as one blob.
+/// Header and weights as one blob. The weights are written in name order,
+/// so that equal weights make equal bytes (the VarStore's own order is a
+/// hash map's).
 pub fn pack(meta: &impl Serialize, vs: &nn::VarStore) -> Result<Vec<u8>, NnError> {
     let header = serde_json::to_vec(meta).expect("meta serialises");
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(header.len() as u64).to_be_bytes());
     out.extend_from_slice(&header);
-    vs.save_to_stream(&mut out)?;
+    let mut named: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::Tensor::save_multi_to_stream(&named, &mut out)?;
     Ok(out)
 }
 

@@ -211,7 +211,7 @@ impl std::fmt::Debug for Detector {
 pub use super::model::TrainConfig;
 
 /// What training did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DetTrainReport {
     /// Mean training loss per epoch.
     pub train_loss: Vec<f64>,

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod detector;
+pub mod distill;
 pub mod film;
 pub mod model;
 pub mod perception;

@@ -41,13 +41,33 @@ pub enum EvalError {
 /// The jobs of a synthetic split: GQA questions with their images and
 /// scene graphs, or NLVR2 statements with their pairs and programs.
 pub fn jobs(task: Task, dir: &Path, split: &str) -> Result<Vec<Job>, EvalError> {
+    jobs_with(task, dir, split, true)
+}
+
+/// The jobs of a split without anything a run may not learn from: no
+/// scene graphs are read, and answers and labels are blanked (`expected`
+/// is empty, a GQA question's `answer` and `fullAnswer` are removed).
+/// Distillation runs its programs on these.
+pub fn jobs_without_truth(task: Task, dir: &Path, split: &str) -> Result<Vec<Job>, EvalError> {
+    jobs_with(task, dir, split, false)
+}
+
+fn jobs_with(task: Task, dir: &Path, split: &str, truth: bool) -> Result<Vec<Job>, EvalError> {
     match task {
         Task::Gqa => {
-            let (qs, _) = gqa::load_questions(
+            let (mut qs, _) = gqa::load_questions(
                 &dir.join(format!("questions/{split}_balanced_questions.json")),
             )?;
-            let (graphs, _) =
-                gqa::load_scene_graphs(&dir.join(format!("sceneGraphs/{split}_sceneGraphs.json")))?;
+            let graphs = if truth {
+                gqa::load_scene_graphs(&dir.join(format!("sceneGraphs/{split}_sceneGraphs.json")))?
+                    .0
+            } else {
+                for q in &mut qs {
+                    q.answer = None;
+                    q.full_answer = None;
+                }
+                Default::default()
+            };
             Ok(qs
                 .into_iter()
                 .map(|q| {
@@ -76,6 +96,7 @@ pub fn jobs(task: Task, dir: &Path, split: &str) -> Result<Vec<Job>, EvalError> 
             let sp = dir.join(format!("{split}_scenes.json"));
             let scenes: BTreeMap<String, PairScenes> = std::fs::read(&sp)
                 .ok()
+                .filter(|_| truth)
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default();
             let imgs = dir.join("images").join(split);
@@ -88,7 +109,11 @@ pub fn jobs(task: Task, dir: &Path, split: &str) -> Result<Vec<Job>, EvalError> 
                         id: e.identifier.clone(),
                         kind: e.family.clone().unwrap_or_else(|| "unlabelled".into()),
                         text: e.sentence.clone(),
-                        expected: e.label.to_string(),
+                        expected: if truth {
+                            e.label.to_string()
+                        } else {
+                            String::new()
+                        },
                         inputs: vec![
                             ("LEFT".into(), imgs.join(format!("{pair}-img0.png"))),
                             ("RIGHT".into(), imgs.join(format!("{pair}-img1.png"))),
@@ -132,7 +157,7 @@ pub struct EvalSpec {
 }
 
 /// Accuracy with its interval.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Score {
     /// Examples.
     pub n: u64,

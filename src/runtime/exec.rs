@@ -172,7 +172,9 @@ struct Actors {
     system: System,
 }
 
-fn ask<R: Send + 'static>(
+/// Sends from any thread: the request runs on `arbiter`, the caller
+/// blocks for its answer.
+pub(crate) fn ask<R: Send + 'static>(
     arbiter: &ArbiterHandle,
     fut: impl std::future::Future<Output = Result<R, MailboxError>> + Send + 'static,
 ) -> Result<R, String> {

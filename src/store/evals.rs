@@ -77,7 +77,7 @@ pub struct Comparison {
 }
 
 /// One task's line of the regression gate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GateRow {
     /// Task.
     pub task: String,
@@ -96,7 +96,7 @@ pub struct GateRow {
 }
 
 /// The cross-task regression gate's verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GateReport {
     /// The candidate.
     pub candidate: ModuleVersion,

@@ -146,6 +146,7 @@ impl Store {
             .flat_map(|v| std::iter::once(v.blob).chain(v.sidecar))
             .collect();
         refs.extend(self.evaluations()?.into_iter().filter_map(|e| e.details));
+        refs.extend(self.runs()?.into_iter().filter_map(|r| r.report));
         Ok(refs)
     }
 
@@ -274,6 +275,14 @@ impl Store {
             }
             self.with_db(|db| self.insert_version(db, v.clone()))?;
             report.versions += 1;
+        }
+        // The blobs runs and evaluations refer to come along.
+        for h in runs
+            .iter()
+            .filter_map(|r| r.report.as_ref())
+            .chain(evals.iter().filter_map(|e| e.details.as_ref()))
+        {
+            ours.put(&theirs.get(h)?)?;
         }
         self.with_db(|db| {
             let rt = self.tree(db, RUNS)?;

@@ -145,6 +145,9 @@ pub struct Run {
     pub started_at: DateTime<Utc>,
     /// End.
     pub ended_at: Option<DateTime<Utc>>,
+    /// sha256 of a JSON blob with what the run reported (its table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 /// Everything that produced an evaluation: a module version alone has no

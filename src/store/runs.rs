@@ -85,6 +85,7 @@ impl Store {
             error: None,
             started_at: Utc::now(),
             ended_at: None,
+            report: None,
         };
         self.put_run(&run)?;
         Ok(run)
@@ -110,6 +111,23 @@ impl Store {
         run.status = status;
         run.error = error;
         run.ended_at = Some(Utc::now());
+        self.put_run(&run)?;
+        Ok(run)
+    }
+
+    /// Records how a run ended with what it reported (kept as a blob).
+    pub fn finish_run_with_report(
+        &self,
+        id: Uuid,
+        status: RunStatus,
+        report: &[u8],
+    ) -> Result<Run, StoreError> {
+        let hash = self.blobs().put(report)?;
+        let mut run = self.run(&id.to_string())?;
+        run.status = status;
+        run.error = None;
+        run.ended_at = Some(Utc::now());
+        run.report = Some(hash);
         self.put_run(&run)?;
         Ok(run)
     }

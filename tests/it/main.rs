@@ -3,6 +3,7 @@
 
 mod common;
 mod data;
+mod distill;
 mod doctor;
 mod domain_gap;
 mod gqa_semantics;

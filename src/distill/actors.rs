@@ -1,0 +1,191 @@
+//! The actors of a run: the Teacher (answers adapted step queries in
+//! batches), the Trainer (receives student inputs with the teacher's soft
+//! labels and fine-tunes the student into a new checkpoint) and the
+//! Coordinator (drives the phases of a run). Each is a `SyncArbiter`
+//! actor: the Teacher and the Trainer own tch networks on their own
+//! threads, and the Coordinator's phases block (they run executions, which
+//! start module actors of their own). Messages carry plain data: model
+//! inputs as `Arc`s of floats, distributions, checkpoint bytes.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::nn::detector::{DetExample, DetTrainReport, Detector};
+use crate::nn::distill::{self, DistillConfig, DistillReport, SoftExample};
+use crate::nn::model::{Example, Model, TrainConfig};
+use crate::nn::DeviceChoice;
+
+/// The Teacher: a task's teacher network.
+#[derive(Default)]
+pub struct Teacher {
+    model: Option<Model>,
+}
+
+impl Actor for Teacher {
+    type Context = SyncContext<Self>;
+}
+
+/// Loads the teacher from its checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct LoadTeacher(pub Arc<Vec<u8>>);
+
+impl Handler<LoadTeacher> for Teacher {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: LoadTeacher, _: &mut SyncContext<Self>) -> Self::Result {
+        self.model = Some(Model::from_bytes(&msg.0, DeviceChoice::Cpu).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+}
+
+/// A batch of adapted queries; the answer is one distribution over the
+/// teacher's answers per query.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Vec<f32>>, String>")]
+pub struct Label(pub Vec<Example>);
+
+impl Handler<Label> for Teacher {
+    type Result = Result<Vec<Vec<f32>>, String>;
+    fn handle(&mut self, msg: Label, _: &mut SyncContext<Self>) -> Self::Result {
+        let m = self.model.as_ref().ok_or("the teacher is not loaded")?;
+        let out = m.predict(&msg.0);
+        if out.iter().any(Vec::is_empty) {
+            return Err("the teacher gave no distribution for some queries".into());
+        }
+        Ok(out)
+    }
+}
+
+/// The Trainer: gathers samples, then fits a student to them.
+#[derive(Default)]
+pub struct Trainer {
+    train: Vec<SoftExample>,
+    dev: Vec<SoftExample>,
+}
+
+impl Actor for Trainer {
+    type Context = SyncContext<Self>;
+}
+
+/// Samples for the trainer: (student input, teacher soft label), for the
+/// distillation set or the dev slice that early stopping watches.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Samples {
+    /// The samples.
+    pub samples: Vec<SoftExample>,
+    /// Whether they are the dev slice.
+    pub dev: bool,
+}
+
+impl Handler<Samples> for Trainer {
+    type Result = usize;
+    fn handle(&mut self, msg: Samples, _: &mut SyncContext<Self>) -> usize {
+        let to = if msg.dev {
+            &mut self.dev
+        } else {
+            &mut self.train
+        };
+        to.extend(msg.samples);
+        to.len()
+    }
+}
+
+/// Per-epoch progress: epoch, loss, dev agreement.
+pub type Progress = Arc<dyn Fn(usize, f64, f64) + Send + Sync>;
+
+/// Fits the parent checkpoint to the gathered samples (then forgets them).
+#[derive(Message)]
+#[rtype(result = "Result<Trained, String>")]
+pub struct Fit {
+    /// The parent version's checkpoint.
+    pub parent: Arc<Vec<u8>>,
+    /// Generic-corpus examples for replay (their own labels).
+    pub replay: Vec<Example>,
+    /// Settings.
+    pub config: DistillConfig,
+    /// Progress callback.
+    pub progress: Progress,
+}
+
+/// A fitted student.
+pub struct Trained {
+    /// Its checkpoint.
+    pub checkpoint: Vec<u8>,
+    /// What training did.
+    pub report: DistillReport,
+    /// Samples trained on, and dev samples watched.
+    pub samples: (usize, usize),
+}
+
+impl Handler<Fit> for Trainer {
+    type Result = Result<Trained, String>;
+    fn handle(&mut self, msg: Fit, _: &mut SyncContext<Self>) -> Self::Result {
+        let train = std::mem::take(&mut self.train);
+        let dev = std::mem::take(&mut self.dev);
+        let e = |e: crate::nn::NnError| e.to_string();
+        let parent = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+        let mut student = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+        let progress = msg.progress.clone();
+        let report = distill::distill(
+            &mut student,
+            Some(&parent),
+            &train,
+            &dev,
+            &msg.replay,
+            &msg.config,
+            &move |a, b, c| progress(a, b, c),
+        )
+        .map_err(e)?;
+        Ok(Trained {
+            checkpoint: student.to_bytes().map_err(e)?,
+            report,
+            samples: (train.len(), dev.len()),
+        })
+    }
+}
+
+/// Fits a LOC checkpoint to teacher-verified boxes (with replayed generic
+/// boxes mixed in); early stopping on F1 against the dev slice's verified
+/// boxes, which also sets the detector's threshold.
+#[derive(Message)]
+#[rtype(result = "Result<TrainedLoc, String>")]
+pub struct FitLoc {
+    /// The parent LOC version's checkpoint.
+    pub parent: Arc<Vec<u8>>,
+    /// Verified boxes and replayed generic boxes.
+    pub train: Vec<DetExample>,
+    /// The dev slice's verified boxes.
+    pub dev: Vec<DetExample>,
+    /// Settings.
+    pub config: TrainConfig,
+    /// Progress callback.
+    pub progress: Progress,
+}
+
+/// A fitted LOC student.
+pub struct TrainedLoc {
+    /// Its checkpoint.
+    pub checkpoint: Vec<u8>,
+    /// What training did.
+    pub report: DetTrainReport,
+}
+
+impl Handler<FitLoc> for Trainer {
+    type Result = Result<TrainedLoc, String>;
+    fn handle(&mut self, msg: FitLoc, _: &mut SyncContext<Self>) -> Self::Result {
+        let e = |e: crate::nn::NnError| e.to_string();
+        let mut det = Detector::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+        let progress = msg.progress.clone();
+        let report = det
+            .train(&msg.train, &msg.dev, &msg.config, &move |a, b, c| {
+                progress(a + 1, b, c)
+            })
+            .map_err(e)?;
+        Ok(TrainedLoc {
+            checkpoint: det.to_bytes().map_err(e)?,
+            report,
+        })
+    }
+}

@@ -1,0 +1,583 @@
+//! The Teacher Input Adapter: a VQA step of an executed program (its image,
+//! where that image was cut from, its question) turned into the teacher's
+//! input format, with the visual pointer prompt naming the step's object.
+//!
+//! - The step's object comes from the trace: the VQA step's image was made
+//!   by a CROP whose boxes came from LOC, and LOC was asked for an object
+//!   by name. That name (never the ground truth) is the pointer.
+//! - `gqa` (one image, question -> answer over the shared vocabulary):
+//!   `none` gives the teacher the step's image and the question as the
+//!   program worded it; `name` the step's image and the question naming
+//!   the object ("What color is it?" -> "What color is the circle?");
+//!   `name+box` the whole source image with LOC's box drawn on it and the
+//!   named question.
+//! - `nlvr2` (a pair and a statement -> True/False): a whole-image VQA step
+//!   on LEFT or RIGHT becomes statements about that side: a count question
+//!   one statement per candidate ("The left image contains exactly k
+//!   circles.", k = 0..4) whose True scores, normalised, are the soft
+//!   label; an existence question "The left image contains a red circle."
+//!   whose True score is P(yes). NLVR2 programs name their objects, so the
+//!   three pointer modes ask the same.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::data::images::{decode, to_model_input};
+use crate::data::synth::Task;
+use crate::data::world::{plural, COLORS, SHAPES};
+use crate::data::DataError;
+use crate::nn::model::Example;
+use crate::nn::text::Answers;
+use crate::program::interp::{ImageVal, Rect};
+use crate::runtime::exec::{ExampleOutcome, Job};
+
+/// How the adapter points the teacher at the step's object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Pointer {
+    /// The step's image and its raw question.
+    #[serde(rename = "none")]
+    None,
+    /// The step's image, the question naming the object (the paper).
+    #[serde(rename = "name")]
+    Name,
+    /// The source image with the object's box drawn, the question naming it.
+    #[serde(rename = "name+box")]
+    NameBox,
+}
+
+impl Pointer {
+    /// Every mode.
+    pub const ALL: [Pointer; 3] = [Pointer::None, Pointer::Name, Pointer::NameBox];
+    /// The name used in configs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pointer::None => "none",
+            Pointer::Name => "name",
+            Pointer::NameBox => "name+box",
+        }
+    }
+}
+
+impl std::str::FromStr for Pointer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Pointer, String> {
+        Pointer::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("pointer mode `{s}`: expected none, name or name+box"))
+    }
+}
+
+impl std::fmt::Display for Pointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One VQA step of an executed program, as the trace recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepSample {
+    /// The example (question id or NLVR2 identifier).
+    pub example: String,
+    /// The step's output variable.
+    pub step: String,
+    /// The program's input images by name (`IMAGE`, or `LEFT` and `RIGHT`).
+    pub inputs: Vec<(String, PathBuf)>,
+    /// The input the step's image was cut from.
+    pub source: String,
+    /// The step's image in the source's pixels.
+    pub rect: Rect,
+    /// The question as the program worded it.
+    pub question: String,
+    /// The object LOC was asked for, when a CROP of LOC's boxes made the
+    /// step's image.
+    pub object: Option<String>,
+    /// LOC's best box in the source's pixels.
+    pub object_box: Option<Rect>,
+    /// What the program's VQA module answered (the parent student, in a
+    /// run), for comparison with the pseudo-labels.
+    pub answer: Option<String>,
+}
+
+fn rect_of(v: &serde_json::Value) -> Option<Rect> {
+    let g = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    Some(Rect {
+        x: g("x")?,
+        y: g("y")?,
+        w: g("w")?,
+        h: g("h")?,
+    })
+}
+
+const REGIONS: [&str; 4] = ["TOP", "BOTTOM", "LEFT", "RIGHT"];
+
+/// The VQA steps of an executed example, read from its trace (steps that
+/// failed or whose image is not traced are left out).
+pub fn steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
+    let Some(steps) = outcome
+        .trace
+        .as_ref()
+        .and_then(|t| t.get("steps"))
+        .and_then(|s| s.as_array())
+    else {
+        return Vec::new();
+    };
+    let by_out: HashMap<&str, &serde_json::Value> = steps
+        .iter()
+        .filter_map(|s| Some((s.get("out")?.as_str()?, s)))
+        .collect();
+    let mut out = Vec::new();
+    for s in steps {
+        let module = s.get("module").and_then(|m| m.as_str()).unwrap_or("");
+        if !module.starts_with("VQA") || s.get("error").is_some_and(|e| !e.is_null()) {
+            continue;
+        }
+        let inputs = s.get("inputs");
+        let image = inputs.and_then(|i| i.get("image"));
+        let question = inputs
+            .and_then(|i| i.get("question"))
+            .and_then(|q| q.get("text"))
+            .and_then(|t| t.as_str());
+        let (Some(image), Some(question)) = (image, question) else {
+            continue;
+        };
+        let (Some(source), Some(rect)) = (
+            image.get("source").and_then(|x| x.as_str()),
+            image.get("rect").and_then(rect_of),
+        ) else {
+            continue;
+        };
+        // The pointer: the CROP that made this image, and the LOC boxes it
+        // cut around.
+        let mut object = None;
+        let mut object_box = None;
+        let crop = image
+            .get("made_by")
+            .and_then(|m| m.as_str())
+            .and_then(|m| by_out.get(m));
+        if let Some(boxes) = crop
+            .and_then(|c| c.get("inputs"))
+            .and_then(|i| i.get("box"))
+        {
+            let name = boxes.get("object").and_then(|o| o.as_str()).unwrap_or("");
+            if !name.is_empty() && !REGIONS.contains(&name) {
+                object = Some(name.to_string());
+                let on = boxes
+                    .get("on")
+                    .and_then(|o| o.get("rect"))
+                    .and_then(rect_of);
+                let first = boxes
+                    .get("boxes")
+                    .and_then(|b| b.as_array())
+                    .and_then(|b| b.first())
+                    .and_then(|b| b.get("rect"))
+                    .and_then(rect_of);
+                if let (Some(on), Some(b)) = (on, first) {
+                    object_box = Some(Rect {
+                        x: on.x + b.x,
+                        y: on.y + b.y,
+                        w: b.w,
+                        h: b.h,
+                    });
+                }
+            }
+        }
+        out.push(StepSample {
+            example: job.id.clone(),
+            step: s
+                .get("out")
+                .and_then(|o| o.as_str())
+                .unwrap_or("")
+                .to_string(),
+            inputs: job.inputs.clone(),
+            source: source.to_string(),
+            rect,
+            question: question.to_string(),
+            object,
+            object_box,
+            answer: s
+                .get("output")
+                .and_then(|o| o.get("value"))
+                .and_then(|v| match v {
+                    serde_json::Value::String(t) => Some(t.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                }),
+        });
+    }
+    out
+}
+
+/// The LOC steps of an executed example that looked for a named object
+/// (not a region such as LEFT), read from its trace: for these,
+/// `question` is the object LOC was asked for and `object` names it too.
+pub fn loc_steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
+    let Some(steps) = outcome
+        .trace
+        .as_ref()
+        .and_then(|t| t.get("steps"))
+        .and_then(|s| s.as_array())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in steps {
+        let module = s.get("module").and_then(|m| m.as_str()).unwrap_or("");
+        if !module.starts_with("LOC") || s.get("error").is_some_and(|e| !e.is_null()) {
+            continue;
+        }
+        let inputs = s.get("inputs");
+        let image = inputs.and_then(|i| i.get("image"));
+        let object = inputs
+            .and_then(|i| i.get("object"))
+            .and_then(|q| q.get("text"))
+            .and_then(|t| t.as_str());
+        let (Some(image), Some(object)) = (image, object) else {
+            continue;
+        };
+        if REGIONS.contains(&object) {
+            continue;
+        }
+        let (Some(source), Some(rect)) = (
+            image.get("source").and_then(|x| x.as_str()),
+            image.get("rect").and_then(rect_of),
+        ) else {
+            continue;
+        };
+        out.push(StepSample {
+            example: job.id.clone(),
+            step: s
+                .get("out")
+                .and_then(|o| o.as_str())
+                .unwrap_or("")
+                .to_string(),
+            inputs: job.inputs.clone(),
+            source: source.to_string(),
+            rect,
+            question: object.to_string(),
+            object: Some(object.to_string()),
+            object_box: None,
+            answer: None,
+        });
+    }
+    out
+}
+
+/// The GQA teacher's queries that verify a candidate box of `object`: on
+/// the candidate's crop, "Is there a red circle?" for a name with a
+/// colour, else one such question per colour (the teacher's existence
+/// questions name a colour); the verdict is the largest P(yes).
+pub fn verification_queries(object: &str, crop: &RgbImage, side: u32) -> Vec<Example> {
+    let image = Arc::new(to_model_input(crop, side));
+    let has_color = object.split(' ').any(|w| COLORS.contains(&w));
+    let texts: Vec<String> = if has_color {
+        vec![format!("Is there a {object}?")]
+    } else {
+        COLORS
+            .iter()
+            .map(|c| format!("Is there a {c} {object}?"))
+            .collect()
+    };
+    texts
+        .into_iter()
+        .map(|text| Example {
+            images: vec![image.clone()],
+            text,
+            label: 0,
+        })
+        .collect()
+}
+
+/// The verdict of verification queries: the largest P(yes).
+pub fn verdict(probs: &[Vec<f32>], teacher: &Answers) -> f32 {
+    let yes = teacher.id("yes").unwrap_or(0) as usize;
+    probs
+        .iter()
+        .map(|p| p.get(yes).copied().unwrap_or(0.0))
+        .fold(0.0, f32::max)
+}
+
+/// The question naming `object` where the program left it implicit
+/// ("What color is it?" -> "What color is the circle?", "What is this?" ->
+/// "What is this circle?"); `None` when there is nothing to rewrite.
+pub fn name_object(question: &str, object: &str) -> Option<String> {
+    let q = question.trim();
+    if q.eq_ignore_ascii_case("what is this?") {
+        return Some(format!("What is this {object}?"));
+    }
+    let words: Vec<&str> = q.split(' ').collect();
+    let i = words
+        .iter()
+        .position(|w| w.trim_end_matches('?').eq_ignore_ascii_case("it"))?;
+    let mut out: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    let tail = if words[i].ends_with('?') { "?" } else { "" };
+    out[i] = format!("the {object}{tail}");
+    Some(out.join(" "))
+}
+
+/// Decoded images, each read once.
+#[derive(Default)]
+pub struct Images(HashMap<PathBuf, Arc<RgbImage>>);
+
+impl Images {
+    /// The decoded image at `path`.
+    pub fn get(&mut self, path: &PathBuf) -> Result<Arc<RgbImage>, DataError> {
+        if let Some(i) = self.0.get(path) {
+            return Ok(i.clone());
+        }
+        let i = Arc::new(decode(path)?);
+        self.0.insert(path.clone(), i.clone());
+        Ok(i)
+    }
+}
+
+impl StepSample {
+    fn path_of(&self, name: &str) -> Result<&PathBuf, DataError> {
+        self.inputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "{} step {}: no input image {name}",
+                    self.example, self.step
+                ))
+            })
+    }
+    /// The step's image as the program saw it.
+    pub fn image(&self, images: &mut Images) -> Result<ImageVal, DataError> {
+        let src = images.get(self.path_of(&self.source)?)?;
+        let r = self.rect;
+        let pixels = image::imageops::crop_imm(
+            src.as_ref(),
+            r.x.max(0.0) as u32,
+            r.y.max(0.0) as u32,
+            r.w.max(1.0) as u32,
+            r.h.max(1.0) as u32,
+        )
+        .to_image();
+        Ok(ImageVal {
+            pixels: Arc::new(pixels),
+            source: self.source.clone(),
+            rect: r,
+            made_by: None,
+        })
+    }
+    /// Whether the step's image is its whole source image.
+    fn whole(&self, images: &mut Images) -> Result<bool, DataError> {
+        let src = images.get(self.path_of(&self.source)?)?;
+        Ok(self.rect.x <= 0.0
+            && self.rect.y <= 0.0
+            && self.rect.w >= src.width() as f64
+            && self.rect.h >= src.height() as f64)
+    }
+    /// The question naming the object, when the pointer has a name and the
+    /// question leaves it implicit.
+    pub fn named_question(&self) -> Option<String> {
+        self.object
+            .as_deref()
+            .and_then(|o| name_object(&self.question, o))
+    }
+}
+
+/// The whole image with `r` outlined in white.
+fn with_box(img: &RgbImage, r: Rect) -> RgbImage {
+    let mut out = img.clone();
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let x0 = (r.x.floor() as i64).clamp(0, w - 1);
+    let y0 = (r.y.floor() as i64).clamp(0, h - 1);
+    let x1 = ((r.x + r.w).ceil() as i64 - 1).clamp(0, w - 1);
+    let y1 = ((r.y + r.h).ceil() as i64 - 1).clamp(0, h - 1);
+    let white = Rgb([255, 255, 255]);
+    for x in x0..=x1 {
+        out.put_pixel(x as u32, y0 as u32, white);
+        out.put_pixel(x as u32, y1 as u32, white);
+    }
+    for y in y0..=y1 {
+        out.put_pixel(x0 as u32, y as u32, white);
+        out.put_pixel(x1 as u32, y as u32, white);
+    }
+    out
+}
+
+/// How a teacher's outputs become a soft label over the student's answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Combine {
+    /// One teacher query; its distribution mapped answer by answer.
+    Direct,
+    /// One statement per count k; normalised True scores.
+    Counts(Vec<usize>),
+    /// One statement; P(True) is P(yes).
+    Exists,
+}
+
+/// A step adapted for the teacher.
+#[derive(Debug, Clone)]
+pub struct Adapted {
+    /// The teacher's inputs (one, or one per candidate).
+    pub queries: Vec<Example>,
+    /// How their outputs make the soft label.
+    pub combine: Combine,
+    /// Whether the pointer rewrote the question.
+    pub rewritten: bool,
+}
+
+/// The student's input for a step: its image as the program saw it, and
+/// its question as the program worded it.
+pub fn student_input(
+    s: &StepSample,
+    images: &mut Images,
+    side: u32,
+) -> Result<Arc<Vec<f32>>, DataError> {
+    Ok(Arc::new(to_model_input(&s.image(images)?.pixels, side)))
+}
+
+const COUNTS: std::ops::RangeInclusive<usize> = 0..=4;
+
+fn singular(noun: &str) -> String {
+    let mut words: Vec<String> = noun.split(' ').map(str::to_string).collect();
+    if let Some(last) = words.last_mut() {
+        *last = SHAPES
+            .iter()
+            .find(|s| plural(s) == *last)
+            .map_or_else(|| last.trim_end_matches('s').to_string(), |s| s.to_string());
+    }
+    words.join(" ")
+}
+
+/// The step in the teacher's format (`None`: the adapter has no rule for
+/// it). `side` is the teacher's input size.
+pub fn adapt(
+    task: Task,
+    s: &StepSample,
+    mode: Pointer,
+    images: &mut Images,
+    side: u32,
+) -> Result<Option<Adapted>, DataError> {
+    match task {
+        Task::Gqa => {
+            let named = s.named_question();
+            let (text, rewritten) = match (mode, &named) {
+                (Pointer::None, _) | (_, None) => (s.question.clone(), false),
+                (_, Some(q)) => (q.clone(), true),
+            };
+            let image = match (mode, s.object_box) {
+                (Pointer::NameBox, b) => {
+                    let src = images.get(s.path_of(&s.source)?)?;
+                    match b {
+                        Some(b) => with_box(&src, b),
+                        None => src.as_ref().clone(),
+                    }
+                }
+                _ => s.image(images)?.pixels.as_ref().clone(),
+            };
+            Ok(Some(Adapted {
+                queries: vec![Example {
+                    images: vec![Arc::new(to_model_input(&image, side))],
+                    text,
+                    label: 0,
+                }],
+                combine: Combine::Direct,
+                rewritten,
+            }))
+        }
+        Task::Nlvr2 => {
+            let which = match s.source.as_str() {
+                "LEFT" => "left",
+                "RIGHT" => "right",
+                _ => return Ok(None),
+            };
+            if !s.whole(images)? {
+                return Ok(None);
+            }
+            let pair = [s.path_of("LEFT")?.clone(), s.path_of("RIGHT")?.clone()];
+            let mut imgs = Vec::new();
+            for p in &pair {
+                imgs.push(Arc::new(to_model_input(images.get(p)?.as_ref(), side)));
+            }
+            let q = s.question.trim().trim_end_matches('?').to_lowercase();
+            let ask = |text: String| Example {
+                images: imgs.clone(),
+                text,
+                label: 0,
+            };
+            if let Some(noun) = q
+                .strip_prefix("how many ")
+                .and_then(|r| r.strip_suffix(" are in the image"))
+            {
+                let one = singular(noun);
+                let queries = COUNTS
+                    .map(|k| {
+                        let n = if k == 1 { one.as_str() } else { noun };
+                        ask(format!("The {which} image contains exactly {k} {n}."))
+                    })
+                    .collect();
+                return Ok(Some(Adapted {
+                    queries,
+                    combine: Combine::Counts(COUNTS.collect()),
+                    rewritten: false,
+                }));
+            }
+            for p in ["is there a ", "is there an "] {
+                if let Some(what) = q
+                    .strip_prefix(p)
+                    .and_then(|r| r.strip_suffix(" in the image"))
+                {
+                    let article = p.trim_start_matches("is there ");
+                    return Ok(Some(Adapted {
+                        queries: vec![ask(format!("The {which} image contains {article}{what}."))],
+                        combine: Combine::Exists,
+                        rewritten: false,
+                    }));
+                }
+            }
+            Ok(None)
+        }
+        Task::Generic => Ok(None),
+    }
+}
+
+/// The soft label over `student` answers from the teacher's outputs
+/// (`probs`, one distribution over `teacher` answers per query). `None`
+/// when the teacher's answers and the student's share nothing.
+pub fn soft_label(
+    combine: &Combine,
+    probs: &[Vec<f32>],
+    teacher: &Answers,
+    student: &Answers,
+) -> Option<Vec<f32>> {
+    let mut out = vec![0.0f32; student.list.len()];
+    let truth = teacher.id("true").unwrap_or(1) as usize;
+    let p_true = |p: &Vec<f32>| p.get(truth).copied().unwrap_or(0.0);
+    match combine {
+        Combine::Direct => {
+            let p = probs.first()?;
+            for (i, a) in teacher.list.iter().enumerate() {
+                if let Some(j) = student.id(a) {
+                    out[j as usize] += p.get(i).copied().unwrap_or(0.0);
+                }
+            }
+        }
+        Combine::Counts(ks) => {
+            for (k, p) in ks.iter().zip(probs) {
+                let j = student.id(&k.to_string())?;
+                out[j as usize] += p_true(p);
+            }
+        }
+        Combine::Exists => {
+            let t = p_true(probs.first()?);
+            out[student.id("yes")? as usize] = t;
+            out[student.id("no")? as usize] = 1.0 - t;
+        }
+    }
+    let sum: f32 = out.iter().sum();
+    if sum <= 0.0 || !sum.is_finite() {
+        return None;
+    }
+    out.iter_mut().for_each(|x| *x /= sum);
+    Some(out)
+}

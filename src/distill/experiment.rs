@@ -1,0 +1,472 @@
+//! Experiment files (TOML): every key has a default, an unknown key or a
+//! wrong type is refused naming it, and `--set KEY=VALUE` overrides a key
+//! by its dotted path (a path that names no key is refused). The resolved
+//! configuration is what a run records.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::adapter::Pointer;
+use crate::data::synth::Task;
+
+/// An experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Its name (runs are listed by it).
+    pub name: String,
+    /// Seed of the distillation (sample order, replay order).
+    pub seed: u64,
+    /// Synthetic data, made under the store when missing.
+    pub data: DataCfg,
+    /// How to pre-train what the store lacks.
+    pub pretrain: PretrainCfg,
+    /// The base pipeline's modules.
+    pub modules: ModulesCfg,
+    /// Each task's teacher (an empty string: none).
+    pub teachers: TeachersCfg,
+    /// The distillation.
+    pub distill: DistillCfg,
+    /// The evaluations.
+    pub eval: EvalCfg,
+    /// The cross-task regression gate.
+    pub gate: GateCfg,
+    /// Lists of values for dotted keys (`seed`, `distill.pointer`, ...):
+    /// their cartesian product makes the trials of a sweep.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
+}
+
+/// Synthetic data sizes (examples per split) and seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataCfg {
+    /// Generic corpus (students' pre-training and replay).
+    pub generic_n: usize,
+    /// GQA.
+    pub gqa_n: usize,
+    /// NLVR2.
+    pub nlvr2_n: usize,
+    /// Generator seed.
+    pub seed: u64,
+}
+
+/// Pre-training recipes, used only for versions the store lacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainCfg {
+    /// Most epochs of the VQA student.
+    pub vqa_epochs: usize,
+    /// Most epochs of the LOC student.
+    pub loc_epochs: usize,
+    /// Most epochs of a teacher.
+    pub teacher_epochs: usize,
+    /// Start the NLVR2 teacher from the GQA teacher's weights.
+    pub nlvr2_from_gqa: bool,
+    /// Seed of the weights.
+    pub seed: u64,
+}
+
+/// The base pipeline's module versions (MODULE@REF).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModulesCfg {
+    /// VQA.
+    pub vqa: String,
+    /// LOC.
+    pub loc: String,
+}
+
+/// Teacher versions (MODULE@REF; empty: no teacher for that task).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeachersCfg {
+    /// GQA.
+    pub gqa: String,
+    /// NLVR2.
+    pub nlvr2: String,
+}
+
+/// The distillation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillCfg {
+    /// The task whose distill split supervises the students.
+    pub task: Task,
+    /// Modules to distil (`vqa`).
+    pub modules: Vec<String>,
+    /// Visual pointer prompt: none, name, name+box.
+    pub pointer: Pointer,
+    /// Distill-split examples whose programs are run (0: all).
+    pub samples: usize,
+    /// Dev-split examples whose steps early stopping watches.
+    pub dev_samples: usize,
+    /// Pseudo-labels whose top probability is below this are dropped.
+    pub confidence: f64,
+    /// KL temperature.
+    pub temperature: f64,
+    /// Weight of cross-entropy to the teacher's argmax.
+    pub ce_weight: f64,
+    /// Weight of replayed generic examples (their own labels).
+    pub replay: f64,
+    /// Generic train examples available for replay.
+    pub replay_samples: usize,
+    /// Weight of self-distillation from the parent on replayed examples.
+    pub self_distill: f64,
+    /// Most epochs.
+    pub epochs: usize,
+    /// Batch.
+    pub batch: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Epochs without better dev agreement before stopping.
+    pub patience: usize,
+    /// LOC: the parent's detections above this score are the candidates
+    /// the teacher verifies.
+    pub loc_candidates: f64,
+    /// LOC: a candidate is accepted when the teacher's P(yes) is at least
+    /// this.
+    pub loc_accept: f64,
+}
+
+/// The evaluations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalCfg {
+    /// Tasks evaluated (before and after).
+    pub tasks: Vec<Task>,
+    /// Split.
+    pub split: String,
+    /// First N examples of each task's split (0: all).
+    pub limit: usize,
+}
+
+/// The gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateCfg {
+    /// Most accuracy points the distilled version may lose on any task.
+    pub max_drop: f64,
+    /// The alias moved to the distilled version when the gate passes.
+    pub alias: String,
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Experiment {
+            name: "experiment".into(),
+            seed: 0,
+            data: DataCfg::default(),
+            pretrain: PretrainCfg::default(),
+            modules: ModulesCfg::default(),
+            teachers: TeachersCfg::default(),
+            distill: DistillCfg::default(),
+            eval: EvalCfg::default(),
+            gate: GateCfg::default(),
+            sweep: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for DataCfg {
+    fn default() -> Self {
+        DataCfg {
+            generic_n: 4000,
+            gqa_n: 1000,
+            nlvr2_n: 1000,
+            seed: 0,
+        }
+    }
+}
+
+impl Default for PretrainCfg {
+    fn default() -> Self {
+        PretrainCfg {
+            vqa_epochs: 20,
+            loc_epochs: 20,
+            teacher_epochs: 20,
+            nlvr2_from_gqa: true,
+            seed: 0,
+        }
+    }
+}
+
+impl Default for ModulesCfg {
+    fn default() -> Self {
+        ModulesCfg {
+            vqa: "vqa@base".into(),
+            loc: "loc@base".into(),
+        }
+    }
+}
+
+impl Default for TeachersCfg {
+    fn default() -> Self {
+        TeachersCfg {
+            gqa: "gqa-teacher@teacher".into(),
+            nlvr2: "nlvr2-teacher@teacher".into(),
+        }
+    }
+}
+
+impl Default for DistillCfg {
+    fn default() -> Self {
+        DistillCfg {
+            task: Task::Gqa,
+            modules: vec!["vqa".into()],
+            pointer: Pointer::Name,
+            samples: 1000,
+            dev_samples: 300,
+            confidence: 0.0,
+            temperature: 2.0,
+            ce_weight: 0.0,
+            replay: 1.0,
+            replay_samples: 4000,
+            self_distill: 1.0,
+            epochs: 20,
+            batch: 64,
+            lr: 2e-3,
+            patience: 4,
+            loc_candidates: 0.05,
+            loc_accept: 0.5,
+        }
+    }
+}
+
+impl Default for EvalCfg {
+    fn default() -> Self {
+        EvalCfg {
+            tasks: vec![Task::Gqa, Task::Nlvr2],
+            split: "test".into(),
+            limit: 1000,
+        }
+    }
+}
+
+impl Default for GateCfg {
+    fn default() -> Self {
+        GateCfg {
+            max_drop: 1.0,
+            alias: "distilled".into(),
+        }
+    }
+}
+
+/// A trial's swept keys with their values, in the sweep table's order.
+pub type SweptValues = Vec<(String, toml::Value)>;
+
+/// A refused experiment file or override.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key or a wrong type.
+    #[error("{where_}: {message}")]
+    Invalid {
+        /// The file or `--set`.
+        where_: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+fn invalid(where_: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        where_: where_.to_string(),
+        message: message.into().trim().replace('\n', " "),
+    }
+}
+
+impl Experiment {
+    /// Parses an experiment's TOML text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Experiment, ConfigError> {
+        let e: Experiment = toml::from_str(text).map_err(|e| invalid(origin, e.to_string()))?;
+        e.check(origin)?;
+        Ok(e)
+    }
+
+    /// Reads an experiment file.
+    pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Experiment::parse(&text, &path.display().to_string())
+    }
+
+    /// The experiment with `KEY=VALUE` overrides applied (VALUE is a TOML
+    /// value; a bare word is a string).
+    pub fn with_overrides(&self, sets: &[String]) -> Result<Experiment, ConfigError> {
+        let mut out = self.clone();
+        for s in sets {
+            let what = format!("--set {s}");
+            let (key, value) = s
+                .split_once('=')
+                .ok_or_else(|| invalid(&what, "expected KEY=VALUE"))?;
+            let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            out = out.with_value(key.trim(), parsed, &what)?;
+        }
+        Ok(out)
+    }
+
+    /// The experiment with the key at dotted path `key` set to `value`
+    /// (`what` names the override in errors).
+    pub fn with_value(
+        &self,
+        key: &str,
+        parsed: toml::Value,
+        what: &str,
+    ) -> Result<Experiment, ConfigError> {
+        let mut tree = toml::Value::try_from(self).map_err(|e| invalid("config", e.to_string()))?;
+        {
+            let what = what.to_string();
+            let mut at = &mut tree;
+            for part in key.split('.') {
+                at = at
+                    .get_mut(part)
+                    .filter(|_| !part.is_empty())
+                    .ok_or_else(|| {
+                        invalid(&what, format!("`{key}` names no key of an experiment"))
+                    })?;
+            }
+            // A table is not a value to set.
+            if at.is_table() {
+                return Err(invalid(
+                    &what,
+                    format!("`{key}` is a table; set one of its keys"),
+                ));
+            }
+            *at = parsed;
+        }
+        let e: Experiment = tree
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(what, format!("`{key}`: {e}")))?;
+        e.check(what)?;
+        Ok(e)
+    }
+
+    /// The trials of the sweep: every combination of its lists (keys in
+    /// order, the last varying fastest) applied to this experiment, whose
+    /// own sweep table is dropped. Refused before anything runs when a key
+    /// names no config key, a list is empty, or a value does not fit.
+    pub fn trials(&self) -> Result<Vec<(SweptValues, Experiment)>, ConfigError> {
+        let mut base = self.clone();
+        base.sweep.clear();
+        let mut combos: Vec<SweptValues> = vec![vec![]];
+        for (key, values) in &self.sweep {
+            let what = format!("[sweep] {key}");
+            if values.is_empty() {
+                return Err(invalid(&what, format!("`{key}` has an empty list")));
+            }
+            if key == "sweep" || key.starts_with("sweep.") {
+                return Err(invalid(&what, "a sweep cannot set the sweep"));
+            }
+            for v in values {
+                base.with_value(key, v.clone(), &what)?;
+            }
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((key.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        combos
+            .into_iter()
+            .map(|c| {
+                let mut e = base.clone();
+                for (k, v) in &c {
+                    e = e.with_value(k, v.clone(), &format!("[sweep] {k}"))?;
+                }
+                Ok((c, e))
+            })
+            .collect()
+    }
+
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        let d = &self.distill;
+        if d.task == Task::Generic {
+            return Err(invalid(origin, "`distill.task` must be gqa or nlvr2"));
+        }
+        if self.eval.tasks.is_empty() {
+            return Err(invalid(
+                origin,
+                "`eval.tasks` is empty: the gate needs at least one task",
+            ));
+        }
+        if self.eval.tasks.contains(&Task::Generic) {
+            return Err(invalid(origin, "`eval.tasks` holds gqa and/or nlvr2"));
+        }
+        if let Some(m) = d
+            .modules
+            .iter()
+            .find(|m| !["vqa", "loc"].contains(&m.as_str()))
+        {
+            return Err(invalid(
+                origin,
+                format!("`distill.modules`: `{m}` cannot be distilled (vqa, loc)"),
+            ));
+        }
+        if d.task == Task::Nlvr2 && d.modules.iter().any(|m| m == "loc") {
+            return Err(invalid(
+                origin,
+                "`distill.modules`: NLVR2's programs have no LOC steps; distil loc on gqa",
+            ));
+        }
+        if d.modules.is_empty() {
+            return Err(invalid(origin, "`distill.modules` is empty"));
+        }
+        if !(0.0..=1.0).contains(&d.confidence) {
+            return Err(invalid(origin, "`distill.confidence` must be within 0..1"));
+        }
+        if d.temperature <= 0.0 || d.lr <= 0.0 || d.batch == 0 || d.epochs == 0 {
+            return Err(invalid(
+                origin,
+                "`distill.temperature`, `distill.lr`, `distill.batch` and `distill.epochs` must be positive",
+            ));
+        }
+        let teacher = match d.task {
+            Task::Gqa => &self.teachers.gqa,
+            _ => &self.teachers.nlvr2,
+        };
+        if teacher.is_empty() {
+            return Err(invalid(
+                origin,
+                format!(
+                    "`teachers.{:?}` is empty but `distill.task` needs it",
+                    d.task
+                )
+                .to_lowercase(),
+            ));
+        }
+        for (k, v) in [
+            ("modules.vqa", &self.modules.vqa),
+            ("modules.loc", &self.modules.loc),
+            ("teachers.gqa", &self.teachers.gqa),
+            ("teachers.nlvr2", &self.teachers.nlvr2),
+        ] {
+            if !v.is_empty() && v.parse::<crate::store::VersionRef>().is_err() {
+                return Err(invalid(origin, format!("`{k}` = {v:?} is not MODULE@REF")));
+            }
+        }
+        if self.gate.alias.is_empty() {
+            return Err(invalid(origin, "`gate.alias` is empty"));
+        }
+        Ok(())
+    }
+}
