@@ -103,6 +103,8 @@ pub struct Fit {
     pub parent: Arc<Vec<u8>>,
     /// Generic-corpus examples for replay (their own labels).
     pub replay: Vec<Example>,
+    /// Anchor inputs: the student is kept close to its parent on them.
+    pub anchor: Vec<Example>,
     /// Settings.
     pub config: DistillConfig,
     /// Progress callback.
@@ -133,7 +135,10 @@ impl Handler<Fit> for Trainer {
             Some(&parent),
             &train,
             &dev,
-            &msg.replay,
+            &distill::Keep {
+                replay: &msg.replay,
+                anchor: &msg.anchor,
+            },
             &msg.config,
             &move |a, b, c| progress(a, b, c),
         )

@@ -113,8 +113,12 @@ pub struct DistillCfg {
     pub replay: f64,
     /// Generic train examples available for replay.
     pub replay_samples: usize,
-    /// Weight of self-distillation from the parent on replayed examples.
+    /// Weight of self-distillation from the parent on replayed examples
+    /// (and on the anchor steps).
     pub self_distill: f64,
+    /// The other task's distill-split examples whose VQA steps (inputs
+    /// only, no answers) anchor the student to its parent (0: none).
+    pub anchor_other: usize,
     /// Most epochs.
     pub epochs: usize,
     /// Batch.
@@ -225,6 +229,7 @@ impl Default for DistillCfg {
             replay: 1.0,
             replay_samples: 4000,
             self_distill: 1.0,
+            anchor_other: 0,
             epochs: 20,
             batch: 64,
             lr: 2e-3,

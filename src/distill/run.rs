@@ -699,6 +699,21 @@ fn phases(
         generic: &generic,
         data: &ddir,
         task: dtask,
+        other: {
+            let t = if dtask == Task::Gqa {
+                Task::Nlvr2
+            } else {
+                Task::Gqa
+            };
+            let dir = match dirs.get(&task_name(t)) {
+                Some(d) => d.clone(),
+                None if d.anchor_other > 0 => data(store, exp, t)?,
+                None => PathBuf::new(),
+            };
+            (t, dir)
+        },
+        vqa: &vqa,
+        loc: &loc,
     };
     let mut images = Images::default();
     let truth: BTreeMap<String, exec::Job> = eval::jobs(dtask, &ddir, "distill")?
@@ -850,6 +865,10 @@ struct Cx<'a> {
     generic: &'a Path,
     data: &'a Path,
     task: Task,
+    /// The other task and its data (anchor steps come from there).
+    other: (Task, PathBuf),
+    vqa: &'a ModuleVersion,
+    loc: &'a ModuleVersion,
 }
 
 impl Cx<'_> {
@@ -1006,6 +1025,27 @@ fn distill_vqa(
     } else {
         Vec::new()
     };
+    let mut anchor = Vec::new();
+    if d.anchor_other > 0 {
+        let (t, dir) = &cx.other;
+        let (other_steps, _) = collect(
+            store,
+            *t,
+            dir,
+            "distill",
+            d.anchor_other,
+            cx.vqa,
+            cx.loc,
+            progress,
+        )?;
+        for s in &other_steps {
+            anchor.push(Example {
+                images: vec![adapter::student_input(s, images, sside)?],
+                text: s.question.clone(),
+                label: 0,
+            });
+        }
+    }
     let send = |samples: Vec<SoftExample>, dev: bool| {
         ask(
             &cx.links.arbiter,
@@ -1034,6 +1074,7 @@ fn distill_vqa(
         cx.links.trainer.send(Fit {
             parent: parent_bytes,
             replay,
+            anchor,
             config: cfg.clone(),
             progress: cx.tick(&what, "agreement with the teacher"),
         }),

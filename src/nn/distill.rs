@@ -64,7 +64,8 @@ pub struct DistillConfig {
     pub ce_weight: f64,
     /// Weight of the cross-entropy on replayed generic examples.
     pub replay_weight: f64,
-    /// Weight of the KL to the parent version on replayed examples.
+    /// Weight of the KL to the parent version on replayed examples (and
+    /// on the anchor inputs).
     pub self_distill_weight: f64,
     /// Stop after this many epochs without better dev agreement.
     pub patience: usize,
@@ -86,6 +87,18 @@ pub struct DistillReport {
     pub best_dev_agreement: f64,
     /// Seconds.
     pub seconds: f64,
+}
+
+/// What keeps the student's other abilities: generic examples replayed
+/// with their labels (and the parent's distribution on them), and anchor
+/// inputs (no labels; e.g. the other task's steps) on which the student
+/// is kept close to its parent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep<'a> {
+    /// Replayed examples with their labels.
+    pub replay: &'a [Example],
+    /// Anchor inputs (labels ignored).
+    pub anchor: &'a [Example],
 }
 
 /// Share of `dev` where the model's most probable answer is the teacher's.
@@ -118,10 +131,11 @@ pub fn distill(
     parent: Option<&Model>,
     train: &[SoftExample],
     dev: &[SoftExample],
-    replay: &[Example],
+    keep: &Keep,
     cfg: &DistillConfig,
     progress: &dyn Fn(usize, f64, f64),
 ) -> Result<DistillReport, NnError> {
+    let replay = keep.replay;
     let t0 = std::time::Instant::now();
     tch::manual_seed(cfg.seed as i64);
     let classes = student.meta.answers.list.len();
@@ -137,6 +151,12 @@ pub fn distill(
     let mut replay_order: Vec<usize> = (0..replay.len()).collect();
     rng.shuffle(&mut replay_order);
     let mut next_replay = 0;
+    // The anchors' own order, so that a run without anchors draws exactly
+    // what it drew before they existed.
+    let mut anchor_rng = crate::data::rng::Rng::new(cfg.seed, "distill-anchor-order");
+    let mut anchor_order: Vec<usize> = (0..keep.anchor.len()).collect();
+    anchor_rng.shuffle(&mut anchor_order);
+    let mut next_anchor = 0;
     let mut report = DistillReport {
         best_dev_agreement: agreement(student, dev),
         ..Default::default()
@@ -181,6 +201,22 @@ pub fn distill(
                     let pp = tch::no_grad(|| p.logits(&rimg, &rtok))?.softmax(-1, Kind::Float);
                     loss = loss + soft_kl(&rlogits, &pp, cfg.temperature) * cfg.self_distill_weight;
                 }
+            }
+            if let (Some(p), true) = (
+                parent,
+                cfg.self_distill_weight > 0.0 && !keep.anchor.is_empty(),
+            ) {
+                let ax: Vec<&Example> = (0..b)
+                    .map(|_| {
+                        let e = &keep.anchor[anchor_order[next_anchor % anchor_order.len()]];
+                        next_anchor += 1;
+                        e
+                    })
+                    .collect();
+                let (aimg, atok, _) = student.batch(&ax);
+                let alogits = student.logits(&aimg, &atok)?;
+                let pp = tch::no_grad(|| p.logits(&aimg, &atok))?.softmax(-1, Kind::Float);
+                loss = loss + soft_kl(&alogits, &pp, cfg.temperature) * cfg.self_distill_weight;
             }
             opt.backward_step(&loss);
             total += loss.double_value(&[]);

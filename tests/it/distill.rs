@@ -773,3 +773,84 @@ fn a_sweep_killed_with_sigkill_resumes_with_its_finished_trials_untouched() {
     let from: serde_json::Value = serde_json::from_slice(&from.stdout).unwrap();
     assert_eq!(from["seed"], 0);
 }
+
+#[test]
+fn anchors_keep_the_student_close_to_its_parent_on_them() {
+    use visprog_distiller::nn::distill::{distill, DistillConfig, Keep, SoftExample};
+    use visprog_distiller::nn::model::{Example, Model};
+    use visprog_distiller::nn::DeviceChoice;
+    let meta = visprog_distiller::models::student_meta();
+    let side = meta.film.image_size as usize;
+    let classes = meta.answers.list.len();
+    let image = |k: usize| {
+        Arc::new(
+            (0..3 * side * side)
+                .map(|i| (((i * 7 + k * 13) % 17) as f32 / 8.0) - 1.0)
+                .collect::<Vec<f32>>(),
+        )
+    };
+    let mut target = vec![0.0; classes];
+    target[0] = 1.0;
+    let train: Vec<SoftExample> = (0..48)
+        .map(|k| SoftExample {
+            images: vec![image(k)],
+            text: "what color is the circle".into(),
+            target: target.clone(),
+        })
+        .collect();
+    let anchor: Vec<Example> = (100..148)
+        .map(|k| Example {
+            images: vec![image(k)],
+            text: "how many squares are in the image".into(),
+            label: 0,
+        })
+        .collect();
+    let cfg = DistillConfig {
+        epochs: 4,
+        batch: 16,
+        lr: 5e-3,
+        temperature: 1.0,
+        ce_weight: 0.0,
+        replay_weight: 0.0,
+        self_distill_weight: 1.0,
+        patience: 10,
+        seed: 0,
+    };
+    let parent = Model::new(meta.clone(), DeviceChoice::Cpu, 3).unwrap();
+    let bytes = parent.to_bytes().unwrap();
+    let drift = |keep: Keep| {
+        let mut s = Model::from_bytes(&bytes, DeviceChoice::Cpu).unwrap();
+        distill(
+            &mut s,
+            Some(&parent),
+            &train,
+            &[],
+            &keep,
+            &cfg,
+            &|_, _, _| {},
+        )
+        .unwrap();
+        let (p, q) = (parent.predict(&anchor), s.predict(&anchor));
+        // Mean KL(parent || student) on the anchors.
+        p.iter()
+            .zip(&q)
+            .map(|(p, q)| {
+                p.iter()
+                    .zip(q)
+                    .map(|(a, b)| a * ((a + 1e-8) / (b + 1e-8)).ln())
+                    .sum::<f32>()
+            })
+            .sum::<f32>()
+            / anchor.len() as f32
+    };
+    let free = drift(Keep::default());
+    let kept = drift(Keep {
+        replay: &[],
+        anchor: &anchor,
+    });
+    assert!(
+        free > 0.05,
+        "training moved the student on the anchors: {free}"
+    );
+    assert!(kept < 0.5 * free, "anchored {kept} vs free {free}");
+}
