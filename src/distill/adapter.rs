@@ -115,156 +115,152 @@ fn rect_of(v: &serde_json::Value) -> Option<Rect> {
 
 const REGIONS: [&str; 4] = ["TOP", "BOTTOM", "LEFT", "RIGHT"];
 
-/// The VQA steps of an executed example, read from its trace (steps that
-/// failed or whose image is not traced are left out).
-pub fn steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
+/// A neural step of a trace that ran without error: its output variable,
+/// the source and rectangle of its image, its text argument (`text_arg`:
+/// VQA's question, LOC's object), and the step's JSON.
+struct Traced<'a> {
+    out: String,
+    source: String,
+    rect: Rect,
+    text: String,
+    step: &'a serde_json::Value,
+}
+
+/// The steps of `module` in an outcome's trace, and every step by output
+/// variable.
+fn traced<'a>(
+    outcome: &'a ExampleOutcome,
+    module: &str,
+    text_arg: &str,
+) -> (Vec<Traced<'a>>, HashMap<&'a str, &'a serde_json::Value>) {
     let Some(steps) = outcome
         .trace
         .as_ref()
         .and_then(|t| t.get("steps"))
         .and_then(|s| s.as_array())
     else {
-        return Vec::new();
+        return (Vec::new(), HashMap::new());
     };
-    let by_out: HashMap<&str, &serde_json::Value> = steps
+    let by_out = steps
         .iter()
         .filter_map(|s| Some((s.get("out")?.as_str()?, s)))
         .collect();
-    let mut out = Vec::new();
-    for s in steps {
-        let module = s.get("module").and_then(|m| m.as_str()).unwrap_or("");
-        if !module.starts_with("VQA") || s.get("error").is_some_and(|e| !e.is_null()) {
-            continue;
-        }
-        let inputs = s.get("inputs");
-        let image = inputs.and_then(|i| i.get("image"));
-        let question = inputs
-            .and_then(|i| i.get("question"))
-            .and_then(|q| q.get("text"))
-            .and_then(|t| t.as_str());
-        let (Some(image), Some(question)) = (image, question) else {
-            continue;
-        };
-        let (Some(source), Some(rect)) = (
-            image.get("source").and_then(|x| x.as_str()),
-            image.get("rect").and_then(rect_of),
-        ) else {
-            continue;
-        };
-        // The pointer: the CROP that made this image, and the LOC boxes it
-        // cut around.
-        let mut object = None;
-        let mut object_box = None;
-        let crop = image
-            .get("made_by")
-            .and_then(|m| m.as_str())
-            .and_then(|m| by_out.get(m));
-        if let Some(boxes) = crop
-            .and_then(|c| c.get("inputs"))
-            .and_then(|i| i.get("box"))
-        {
-            let name = boxes.get("object").and_then(|o| o.as_str()).unwrap_or("");
-            if !name.is_empty() && !REGIONS.contains(&name) {
-                object = Some(name.to_string());
-                let on = boxes
-                    .get("on")
-                    .and_then(|o| o.get("rect"))
-                    .and_then(rect_of);
-                let first = boxes
-                    .get("boxes")
-                    .and_then(|b| b.as_array())
-                    .and_then(|b| b.first())
-                    .and_then(|b| b.get("rect"))
-                    .and_then(rect_of);
-                if let (Some(on), Some(b)) = (on, first) {
-                    object_box = Some(Rect {
-                        x: on.x + b.x,
-                        y: on.y + b.y,
-                        w: b.w,
-                        h: b.h,
-                    });
+    let found = steps
+        .iter()
+        .filter(|s| {
+            s.get("module")
+                .and_then(|m| m.as_str())
+                .is_some_and(|m| m.starts_with(module))
+                && s.get("error").is_none_or(|e| e.is_null())
+        })
+        .filter_map(|s| {
+            let inputs = s.get("inputs")?;
+            let image = inputs.get("image")?;
+            Some(Traced {
+                out: s
+                    .get("out")
+                    .and_then(|o| o.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                source: image.get("source")?.as_str()?.to_string(),
+                rect: image.get("rect").and_then(rect_of)?,
+                text: inputs.get(text_arg)?.get("text")?.as_str()?.to_string(),
+                step: s,
+            })
+        })
+        .collect();
+    (found, by_out)
+}
+
+/// The VQA steps of an executed example, read from its trace (steps that
+/// failed or whose image is not traced are left out).
+pub fn steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
+    let (steps, by_out) = traced(outcome, "VQA", "question");
+    steps
+        .into_iter()
+        .map(|t| {
+            // The pointer: the CROP that made this image, and the LOC boxes
+            // it cut around.
+            let mut object = None;
+            let mut object_box = None;
+            let crop = t
+                .step
+                .get("inputs")
+                .and_then(|i| i.get("image"))
+                .and_then(|i| i.get("made_by"))
+                .and_then(|m| m.as_str())
+                .and_then(|m| by_out.get(m));
+            if let Some(boxes) = crop
+                .and_then(|c| c.get("inputs"))
+                .and_then(|i| i.get("box"))
+            {
+                let name = boxes.get("object").and_then(|o| o.as_str()).unwrap_or("");
+                if !name.is_empty() && !REGIONS.contains(&name) {
+                    object = Some(name.to_string());
+                    let on = boxes
+                        .get("on")
+                        .and_then(|o| o.get("rect"))
+                        .and_then(rect_of);
+                    let first = boxes
+                        .get("boxes")
+                        .and_then(|b| b.as_array())
+                        .and_then(|b| b.first())
+                        .and_then(|b| b.get("rect"))
+                        .and_then(rect_of);
+                    if let (Some(on), Some(b)) = (on, first) {
+                        object_box = Some(Rect {
+                            x: on.x + b.x,
+                            y: on.y + b.y,
+                            w: b.w,
+                            h: b.h,
+                        });
+                    }
                 }
             }
-        }
-        out.push(StepSample {
-            example: job.id.clone(),
-            step: s
-                .get("out")
-                .and_then(|o| o.as_str())
-                .unwrap_or("")
-                .to_string(),
-            inputs: job.inputs.clone(),
-            source: source.to_string(),
-            rect,
-            question: question.to_string(),
-            object,
-            object_box,
-            answer: s
+            let answer = t
+                .step
                 .get("output")
                 .and_then(|o| o.get("value"))
                 .and_then(|v| match v {
                     serde_json::Value::String(t) => Some(t.clone()),
                     serde_json::Value::Null => None,
                     other => Some(other.to_string()),
-                }),
-        });
-    }
-    out
+                });
+            StepSample {
+                example: job.id.clone(),
+                step: t.out,
+                inputs: job.inputs.clone(),
+                source: t.source,
+                rect: t.rect,
+                question: t.text,
+                object,
+                object_box,
+                answer,
+            }
+        })
+        .collect()
 }
 
 /// The LOC steps of an executed example that looked for a named object
 /// (not a region such as LEFT), read from its trace: for these,
 /// `question` is the object LOC was asked for and `object` names it too.
 pub fn loc_steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
-    let Some(steps) = outcome
-        .trace
-        .as_ref()
-        .and_then(|t| t.get("steps"))
-        .and_then(|s| s.as_array())
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for s in steps {
-        let module = s.get("module").and_then(|m| m.as_str()).unwrap_or("");
-        if !module.starts_with("LOC") || s.get("error").is_some_and(|e| !e.is_null()) {
-            continue;
-        }
-        let inputs = s.get("inputs");
-        let image = inputs.and_then(|i| i.get("image"));
-        let object = inputs
-            .and_then(|i| i.get("object"))
-            .and_then(|q| q.get("text"))
-            .and_then(|t| t.as_str());
-        let (Some(image), Some(object)) = (image, object) else {
-            continue;
-        };
-        if REGIONS.contains(&object) {
-            continue;
-        }
-        let (Some(source), Some(rect)) = (
-            image.get("source").and_then(|x| x.as_str()),
-            image.get("rect").and_then(rect_of),
-        ) else {
-            continue;
-        };
-        out.push(StepSample {
+    traced(outcome, "LOC", "object")
+        .0
+        .into_iter()
+        .filter(|t| !REGIONS.contains(&t.text.as_str()))
+        .map(|t| StepSample {
             example: job.id.clone(),
-            step: s
-                .get("out")
-                .and_then(|o| o.as_str())
-                .unwrap_or("")
-                .to_string(),
+            step: t.out,
             inputs: job.inputs.clone(),
-            source: source.to_string(),
-            rect,
-            question: object.to_string(),
-            object: Some(object.to_string()),
+            source: t.source,
+            rect: t.rect,
+            object: Some(t.text.clone()),
+            question: t.text,
             object_box: None,
             answer: None,
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 /// The GQA teacher's queries that verify a candidate box of `object`: on
