@@ -194,14 +194,6 @@ pub trait Progress: Send + Sync {
     fn set(&self, done: u64, message: &str);
 }
 
-/// No progress output.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn phase(&self, _: &str, _: Option<u64>) {}
-    fn set(&self, _: u64, _: &str) {}
-}
-
 /// The actors of a run.
 struct Links {
     teacher: Addr<Teacher>,

@@ -19,6 +19,18 @@ pub fn vpd_in(dir: &std::path::Path, args: &[&str]) -> Output {
         .expect("spawn vpd")
 }
 
+/// Runs `vpd` with `args` in `dir`, asserts it succeeded, and parses its
+/// stdout as JSON.
+pub fn vpd_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = vpd_in(dir, args);
+    assert!(
+        out.status.success(),
+        "vpd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("vpd printed JSON")
+}
+
 /// True when running under CI (`CI=true`): there a missing prerequisite is
 /// a failure, not a skip.
 pub fn in_ci() -> bool {

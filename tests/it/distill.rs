@@ -16,7 +16,7 @@ use visprog_distiller::program::validate;
 use visprog_distiller::runtime::actors::GenerateSource;
 use visprog_distiller::runtime::exec::{ExampleOutcome, Job};
 
-use crate::common::{vpd, vpd_in};
+use crate::common::{vpd, vpd_in, vpd_json};
 
 /// LOC finds one fixed box; VQA always says `red`.
 struct Fixed;
@@ -299,23 +299,31 @@ alias = "distilled"
 fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--store", "st", "run", "tiny.toml", "--json"];
     all.extend_from_slice(args);
-    let out = vpd_in(dir, &all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    vpd_json(dir, &all)
 }
 
 fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = vpd_in(dir, args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    vpd_json(dir, args)
+}
+
+/// Version `n` of `module` as `vpd versions --json` lists it.
+fn version(dir: &Path, module: &str, n: u64) -> serde_json::Value {
+    json(dir, &["--store", "st", "versions", module, "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["number"] == n)
+        .unwrap_or_else(|| panic!("{module}@{n} is not listed"))
+        .clone()
+}
+
+/// `vpd run tiny.toml` in `dir` as a child process (to be killed).
+fn spawn_run(dir: &Path) -> std::process::Child {
+    vpd()
+        .current_dir(dir)
+        .args(["--store", "st", "-q", "run", "tiny.toml"])
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -351,21 +359,8 @@ fn tiny_run_makes_a_version_with_lineage_and_the_gate_guards_the_alias() {
     assert_eq!(r["alias_moved"], true);
     let run_id = r["run_id"].as_str().unwrap().to_string();
     // Lineage: parent, teacher and run.
-    let v = json(d.path(), &["--store", "st", "versions", "vqa", "--json"]);
-    let v2 = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["number"] == 2)
-        .unwrap()
-        .clone();
-    let v1 = json(d.path(), &["--store", "st", "versions", "vqa", "--json"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["number"] == 1)
-        .unwrap()
-        .clone();
+    let v2 = version(d.path(), "vqa", 2);
+    let v1 = version(d.path(), "vqa", 1);
     let teacher = json(
         d.path(),
         &["--store", "st", "versions", "gqa-teacher", "--json"],
@@ -542,16 +537,7 @@ fn scrambling_the_distill_splits_truth_leaves_the_checkpoint_bit_identical() {
         .unwrap();
     scramble_gqa_distill(&data);
     let second = run_json(d.path(), &[]);
-    let versions = json(d.path(), &["--store", "st", "versions", "vqa", "--json"]);
-    let blob = |n: u64| {
-        versions
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["number"] == n)
-            .unwrap()["blob"]
-            .clone()
-    };
+    let blob = |n: u64| version(d.path(), "vqa", n)["blob"].clone();
     assert_eq!(first["versions"]["vqa"], "vqa@2");
     assert_eq!(second["versions"]["vqa"], "vqa@3");
     assert_eq!(
@@ -569,11 +555,7 @@ fn scrambling_the_distill_splits_truth_leaves_the_checkpoint_bit_identical() {
 fn a_run_killed_with_sigkill_shows_interrupted_and_the_next_run_starts_cleanly() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("tiny.toml"), TINY).unwrap();
-    let mut child = vpd()
-        .current_dir(d.path())
-        .args(["--store", "st", "-q", "run", "tiny.toml"])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(d.path());
     // Wait until the run is recorded and has started pre-training.
     let t0 = std::time::Instant::now();
     loop {
@@ -642,13 +624,7 @@ fn tiny_run_distils_loc_through_teacher_verification() {
             assert_eq!(rows.iter().filter(|x| x["task"] == t).count(), 2, "{g}");
         }
     }
-    let lineage = json(d.path(), &["--store", "st", "versions", "loc", "--json"]);
-    let v2 = lineage
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["number"] == 2)
-        .unwrap();
+    let v2 = version(d.path(), "loc", 2);
     assert_eq!(v2["run"], r["run_id"]);
     assert!(v2["teacher"].is_string());
 }
@@ -691,11 +667,7 @@ fn a_sweep_killed_with_sigkill_resumes_with_its_finished_trials_untouched() {
     let d = tempfile::tempdir().unwrap();
     let sweep = format!("{TINY}\n[sweep]\nseed = [0, 1, 2]\n");
     std::fs::write(d.path().join("tiny.toml"), &sweep).unwrap();
-    let mut child = vpd()
-        .current_dir(d.path())
-        .args(["--store", "st", "-q", "run", "tiny.toml"])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(d.path());
     // Kill it once the first trial has finished and the second is running.
     let t0 = std::time::Instant::now();
     let finished_first = loop {

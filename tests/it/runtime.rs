@@ -13,18 +13,12 @@ use visprog_distiller::runtime::eval;
 use visprog_distiller::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
 use visprog_distiller::store::{NewVersion, Store};
 
-use crate::common::vpd_in;
+use crate::common::vpd_json;
 
 fn eval_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--store", "st", "eval", "--n", "60", "--json"];
     all.extend_from_slice(args);
-    let out = vpd_in(dir, &all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    vpd_json(dir, &all)
 }
 
 /// A store at `dir/st` holding vqa@1, an untrained student: enough to
