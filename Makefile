@@ -7,7 +7,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Exports LIBTORCH (and VPD_TORCH_PYTHON) for cargo and the tests.
 TORCH_ENV = torch_env="$$(bash scripts/libtorch.sh)"; eval "$$torch_env"
 
-.PHONY: all libtorch build demo test fmt clippy check
+.PHONY: all libtorch chromium build demo test fmt clippy check
 
 all: build
 
@@ -25,8 +25,12 @@ build:
 demo: build
 	$(TARGET_DIR)/release/vpd run experiments/quickstart.toml
 
+## chromium: Debian's chromium for the report's browser test, unless present
+chromium:
+	@bash scripts/chromium.sh
+
 ## test: formatting, clippy -D warnings, the whole test suite
-test:
+test: chromium
 	$(TORCH_ENV); \
 	$(CARGO) fmt --all --check; \
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings; \

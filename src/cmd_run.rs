@@ -27,6 +27,11 @@ pub struct RunArgs {
     /// Rerun the resolved configuration of this run (id or unique prefix).
     #[arg(long, conflicts_with = "experiment")]
     from: Option<String>,
+    /// Sweep trials run at once (after the first, which makes the shared
+    /// data, pre-trained versions and baselines alone); the cores are
+    /// shared out as libtorch threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
     /// cpu (the only device distillation runs on here).
     #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
     device: String,
@@ -109,8 +114,13 @@ fn value_list(v: &std::collections::BTreeMap<String, serde_json::Value>) -> Stri
 
 /// A sweep's summary table.
 pub fn print_sweep(s: &SweepReport) {
+    let at_once = if s.ran > 1 {
+        format!(" ({} at a time after the first)", s.jobs)
+    } else {
+        String::new()
+    };
     println!(
-        "sweep {} ({}): {} trials run now, {} finished before and reused",
+        "sweep {} ({}): {} trials run now{at_once}, {} finished before and reused",
         s.sweep_id, s.experiment, s.ran, s.skipped
     );
     for c in &s.configurations {
@@ -276,7 +286,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
     }
     let progress: Arc<dyn Progress> = Arc::new(Bars(bar.clone()));
     if !exp.sweep.is_empty() {
-        let report = sweep::run_sweep(&store, &exp, progress);
+        let report = sweep::run_sweep(&store, &exp, a.jobs as usize, progress);
         bar.finish_and_clear();
         let report = match report {
             Ok(r) => r,
@@ -299,6 +309,50 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vpd report RUN|SWEEP --out FILE.html [--plots DIR]`
+pub fn report(
+    cli: &Cli,
+    target: &str,
+    out: &std::path::Path,
+    plots: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    use visprog_distiller::report;
+    let store = crate::cmd_store::open(cli)?;
+    let t = report::resolve(&store, target)?;
+    let data = report::gather(&store, &t)?;
+    let page = report::render(&data, &store.root().display().to_string())?;
+    let write = |path: &std::path::Path, text: &str| -> Result<()> {
+        let tmp = path.with_extension("part");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    write(out, &page.html)?;
+    let (kind, id) = match t {
+        report::Target::Run(id) => ("run", id),
+        report::Target::Sweep(id) => ("sweep", id),
+    };
+    println!(
+        "wrote {} ({} KiB): {kind} {id}, {} finished trial(s), {} configuration(s), {} version(s), {} plots",
+        out.display(),
+        page.html.len().div_ceil(1024),
+        data.trials.len(),
+        data.configurations.len(),
+        data.versions.len(),
+        page.plots.len()
+    );
+    if let Some(dir) = plots {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot make {}: {e}", dir.display()))?;
+        for (name, svg) in &page.plots {
+            let p = dir.join(format!("{name}.svg"));
+            write(&p, svg)?;
+            println!("wrote {}", p.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

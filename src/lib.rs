@@ -11,5 +11,6 @@ pub mod measure;
 pub mod models;
 pub mod nn;
 pub mod program;
+pub mod report;
 pub mod runtime;
 pub mod store;

@@ -156,6 +156,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One self-contained HTML page (inline SVG plots, no network) of a run
+    /// or a sweep: summary, accuracy against distillation samples, pointer
+    /// modes, every module version across the tasks, lineage.
+    Report {
+        /// Run or sweep id, or a unique prefix.
+        target: String,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write each plot as its own SVG file into this folder.
+        #[arg(long, value_name = "DIR")]
+        plots: Option<PathBuf>,
+    },
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -169,6 +182,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`vpd eval ... | head`) ends vpd quietly, as it ends
+    // other Unix tools, instead of panicking in println!.
+    // SAFETY: restoring the default disposition of one signal at start-up,
+    // before any thread exists.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     match run(&cli) {
@@ -215,6 +236,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             trace,
             json,
         } => cmd_eval::show(cli, run, example.as_deref(), trace.as_deref(), *json),
+        Command::Report { target, out, plots } => {
+            cmd_run::report(cli, target, out, plots.as_deref())
+        }
         Command::Store { cmd } => cmd_store::store(cli, cmd),
         Command::Bench { cmd } => cmd_bench::run(cli, cmd),
     }

@@ -266,17 +266,25 @@ pub fn run(
     exp: &Experiment,
     progress: Arc<dyn Progress>,
 ) -> Result<RunReport, RunError> {
-    run_trial(store, exp, None, progress)
+    run_trial(store, exp, None, cores(), progress)
 }
 
-/// Runs one trial of a sweep (or a lone run when `sweep` is `None`).
+/// The machine's cores.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs one trial of a sweep (or a lone run when `sweep` is `None`) with
+/// `threads` libtorch threads (the machine's cores divided by the trials
+/// running at once).
 pub fn run_trial(
     store: &Store,
     exp: &Experiment,
     sweep: Option<uuid::Uuid>,
+    threads: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<RunReport, RunError> {
-    crate::nn::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
+    crate::nn::set_threads(threads as i32);
     let run = store.start_run(NewRun {
         experiment: exp.name.clone(),
         config: serde_json::to_value(exp).expect("config serialises"),

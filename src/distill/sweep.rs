@@ -4,8 +4,8 @@
 //! so running the same file again finds its finished trials and skips
 //! them; a trial that did not finish (failed, interrupted) runs again.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -105,6 +105,9 @@ pub struct SweepReport {
     pub ran: usize,
     /// Trials found finished and skipped.
     pub skipped: usize,
+    /// Trials run at once (after the first, which runs alone).
+    #[serde(default = "one")]
+    pub jobs: usize,
     /// Per configuration.
     pub configurations: Vec<Configuration>,
 }
@@ -122,33 +125,62 @@ pub fn sweep_id(exp: &Experiment) -> Uuid {
     Uuid::from_bytes(b)
 }
 
+/// A trial's progress, its phases named with the trial's number (trials
+/// running at once share one display).
+struct Tagged {
+    inner: Arc<dyn Progress>,
+    tag: String,
+}
+
+impl Progress for Tagged {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.inner.phase(&format!("{}: {name}", self.tag), total);
+    }
+    fn set(&self, done: u64, message: &str) {
+        self.inner.set(done, &format!("{}: {message}", self.tag));
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
 fn json_of(v: &toml::Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// Runs the sweep's trials that have not finished yet, one after another,
-/// and summarises all of them.
+/// Runs the sweep's trials that have not finished yet and summarises all
+/// of them. The first pending trial runs alone with every core: it makes
+/// the data, pre-trains what the store lacks and evaluates the shared
+/// baselines, which the other trials then reuse. The rest run `jobs` at a
+/// time, each with its share of the cores as libtorch threads. After a
+/// failed trial no new trial starts; the ones running finish, and the
+/// first error is returned.
 pub fn run_sweep(
     store: &Store,
     exp: &Experiment,
+    jobs: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<SweepReport, RunError> {
     let trials = exp.trials().map_err(|e| RunError::Invalid(e.to_string()))?;
     let id = sweep_id(exp);
-    let mut done: Vec<Trial> = Vec::new();
-    let (mut ran, mut skipped) = (0, 0);
-    for (values, trial) in trials {
+    let finished: Vec<_> = store
+        .runs()?
+        .into_iter()
+        .filter(|r| r.sweep == Some(id) && r.status == RunStatus::Finished)
+        .collect();
+    let total = trials.len();
+    let mut slots: Vec<Option<Trial>> = vec![None; total];
+    let mut pending = VecDeque::new();
+    for (i, (values, trial)) in trials.into_iter().enumerate() {
         let config = serde_json::to_value(&trial).expect("config serialises");
         let values: BTreeMap<String, serde_json::Value> = values
             .iter()
             .map(|(k, v)| (k.clone(), json_of(v)))
             .collect();
-        let finished = store
-            .runs()?
-            .into_iter()
-            .find(|r| r.sweep == Some(id) && r.status == RunStatus::Finished && r.config == config);
         let found = match finished
-            .as_ref()
+            .iter()
+            .find(|r| r.config == config)
             .and_then(|r| r.report.clone().map(|h| (r.id, h)))
         {
             Some((rid, h)) => serde_json::from_slice::<RunReport>(&store.blobs().get(&h)?)
@@ -156,32 +188,80 @@ pub fn run_sweep(
                 .map(|rep| (rid, rep)),
             None => None,
         };
-        if let Some((rid, report)) = found {
-            skipped += 1;
-            done.push(Trial {
-                values,
-                run_id: rid.to_string(),
-                reused: true,
-                report,
-            });
-            continue;
+        match found {
+            Some((rid, report)) => {
+                slots[i] = Some(Trial {
+                    values,
+                    run_id: rid.to_string(),
+                    reused: true,
+                    report,
+                })
+            }
+            None => pending.push_back((i, values, trial)),
         }
-        tracing::info!("sweep {id}: trial {values:?}");
-        let report = run::run_trial(store, &trial, Some(id), progress.clone())?;
-        ran += 1;
-        done.push(Trial {
-            values,
-            run_id: report.run_id.clone(),
-            reused: false,
-            report,
+    }
+    let skipped = total - pending.len();
+    let ran = pending.len();
+    let run_one = |(i, values, trial): (usize, BTreeMap<String, serde_json::Value>, Experiment),
+                   threads: usize|
+     -> Result<(usize, Trial), RunError> {
+        tracing::info!("sweep {id}: trial {values:?} with {threads} threads");
+        let tagged: Arc<dyn Progress> = Arc::new(Tagged {
+            inner: progress.clone(),
+            tag: format!("trial {}/{total}", i + 1),
         });
+        let report = run::run_trial(store, &trial, Some(id), threads, tagged)?;
+        Ok((
+            i,
+            Trial {
+                values,
+                run_id: report.run_id.clone(),
+                reused: false,
+                report,
+            },
+        ))
+    };
+    let cores = run::cores();
+    if let Some(first) = pending.pop_front() {
+        let (i, t) = run_one(first, cores)?;
+        slots[i] = Some(t);
+    }
+    let jobs = jobs.clamp(1, pending.len().max(1));
+    let threads = (cores / jobs).max(1);
+    let queue = Mutex::new(pending);
+    let done = Mutex::new(Vec::new());
+    let failed: Mutex<Option<RunError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                if failed.lock().expect("lock").is_some() {
+                    break;
+                }
+                let Some(next) = queue.lock().expect("lock").pop_front() else {
+                    break;
+                };
+                match run_one(next, threads) {
+                    Ok(x) => done.lock().expect("lock").push(x),
+                    Err(e) => {
+                        failed.lock().expect("lock").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("lock") {
+        return Err(e);
+    }
+    for (i, t) in done.into_inner().expect("lock") {
+        slots[i] = Some(t);
     }
     Ok(SweepReport {
         sweep_id: id.to_string(),
         experiment: exp.name.clone(),
         ran,
         skipped,
-        configurations: summarise(done),
+        jobs,
+        configurations: summarise(slots.into_iter().flatten().collect()),
     })
 }
 

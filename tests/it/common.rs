@@ -66,3 +66,34 @@ pub fn peer() -> Option<PathBuf> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peer-data");
     require("../shared/peer-data", p.exists().then_some(p))
 }
+
+/// A tiny experiment: every phase of `vpd run` in seconds.
+pub const TINY: &str = r#"
+name = "tiny"
+seed = 0
+[data]
+generic_n = 60
+gqa_n = 60
+nlvr2_n = 40
+[pretrain]
+vqa_epochs = 2
+loc_epochs = 2
+teacher_epochs = 2
+nlvr2_from_gqa = false
+[teachers]
+gqa = "gqa-teacher@teacher"
+nlvr2 = ""
+[distill]
+task = "gqa"
+samples = 0
+dev_samples = 30
+epochs = 3
+patience = 3
+replay_samples = 100
+[eval]
+tasks = ["gqa", "nlvr2"]
+limit = 40
+[gate]
+max_drop = 100.0
+alias = "distilled"
+"#;

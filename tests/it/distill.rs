@@ -16,7 +16,7 @@ use visprog_distiller::program::validate;
 use visprog_distiller::runtime::actors::GenerateSource;
 use visprog_distiller::runtime::exec::{ExampleOutcome, Job};
 
-use crate::common::{vpd, vpd_in, vpd_json};
+use crate::common::{vpd, vpd_in, vpd_json, TINY};
 
 /// LOC finds one fixed box; VQA always says `red`.
 struct Fixed;
@@ -265,36 +265,6 @@ fn adapter_turns_nlvr2_steps_into_statements_and_soft_labels() {
     assert!((direct[0] - 0.5 / 0.75).abs() < 1e-6 && (direct[7] - 0.25 / 0.75).abs() < 1e-6);
     let _ = Arc::new(());
 }
-
-const TINY: &str = r#"
-name = "tiny"
-seed = 0
-[data]
-generic_n = 60
-gqa_n = 60
-nlvr2_n = 40
-[pretrain]
-vqa_epochs = 2
-loc_epochs = 2
-teacher_epochs = 2
-nlvr2_from_gqa = false
-[teachers]
-gqa = "gqa-teacher@teacher"
-nlvr2 = ""
-[distill]
-task = "gqa"
-samples = 0
-dev_samples = 30
-epochs = 3
-patience = 3
-replay_samples = 100
-[eval]
-tasks = ["gqa", "nlvr2"]
-limit = 40
-[gate]
-max_drop = 100.0
-alias = "distilled"
-"#;
 
 fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--store", "st", "run", "tiny.toml", "--json"];

@@ -11,6 +11,7 @@ mod llm;
 mod models;
 mod nn_basics;
 mod programs;
+mod report;
 mod runtime;
 mod store_cli;
 mod store_crash;
