@@ -664,11 +664,11 @@ fn joined(p: &Plots) -> String {
 
 /// The page.
 pub fn render(d: &ReportData, store_root: &str) -> Result<Page, ReportError> {
-    let samples = samples_plot(d, &tasks_of(d))?;
-    let pointer = vec![("pointer".to_string(), pointer_plot(d, &tasks_of(d))?)];
-    let versions = versions_plot(d, &tasks_of(d))?;
-    let lineage = vec![("lineage".to_string(), lineage_plot(d)?)];
     let tasks = tasks_of(d);
+    let samples = samples_plot(d, &tasks)?;
+    let pointer = vec![("pointer".to_string(), pointer_plot(d, &tasks)?)];
+    let versions = versions_plot(d, &tasks)?;
+    let lineage = vec![("lineage".to_string(), lineage_plot(d)?)];
     let (kind, id) = match &d.target {
         Target::Run(id) => ("run", id),
         Target::Sweep(id) => ("sweep", id),

@@ -67,6 +67,18 @@ pub fn peer() -> Option<PathBuf> {
     require("../shared/peer-data", p.exists().then_some(p))
 }
 
+/// Version `n` of `module` in the store `st` under `dir`, as `vpd versions
+/// --json` lists it.
+pub fn version(dir: &std::path::Path, module: &str, n: u64) -> serde_json::Value {
+    vpd_json(dir, &["--store", "st", "versions", module, "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["number"] == n)
+        .unwrap_or_else(|| panic!("{module}@{n} is not listed"))
+        .clone()
+}
+
 /// A tiny experiment: every phase of `vpd run` in seconds.
 pub const TINY: &str = r#"
 name = "tiny"

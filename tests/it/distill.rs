@@ -16,7 +16,7 @@ use visprog_distiller::program::validate;
 use visprog_distiller::runtime::actors::GenerateSource;
 use visprog_distiller::runtime::exec::{ExampleOutcome, Job};
 
-use crate::common::{vpd, vpd_in, vpd_json, TINY};
+use crate::common::{version, vpd, vpd_in, vpd_json, TINY};
 
 /// LOC finds one fixed box; VQA always says `red`.
 struct Fixed;
@@ -274,17 +274,6 @@ fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
 
 fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     vpd_json(dir, args)
-}
-
-/// Version `n` of `module` as `vpd versions --json` lists it.
-fn version(dir: &Path, module: &str, n: u64) -> serde_json::Value {
-    json(dir, &["--store", "st", "versions", module, "--json"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["number"] == n)
-        .unwrap_or_else(|| panic!("{module}@{n} is not listed"))
-        .clone()
 }
 
 /// `vpd run tiny.toml` in `dir` as a child process (to be killed).

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{require, vpd_in, vpd_json, TINY};
+use crate::common::{require, version, vpd_in, vpd_json, TINY};
 
 /// Debian's Chromium (installed by `make test`), or `$CHROMIUM`.
 fn chromium() -> Option<PathBuf> {
@@ -382,18 +382,12 @@ fn a_promoted_version_found_to_regress_later_is_named_and_rolled_back() {
             "--json",
         ],
     );
-    let id = |n: u64| {
-        let vs = vpd_json(d.path(), &["--store", "st", "versions", "vqa", "--json"]);
-        vs.as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["number"] == n)
-            .unwrap()["id"]
-            .clone()
-    };
     assert_eq!(
         (rb["from"].clone(), rb["to"].clone()),
-        (id(3), id(2)),
+        (
+            version(d.path(), "vqa", 3)["id"].clone(),
+            version(d.path(), "vqa", 2)["id"].clone()
+        ),
         "{rb}"
     );
     let now = vpd_json(
