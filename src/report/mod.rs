@@ -399,6 +399,16 @@ fn plot_err(plot: &str) -> impl Fn(String) -> ReportError + '_ {
     }
 }
 
+/// A task's colour in every plot: GQA blue, NLVR2 red, any other by its
+/// place.
+fn task_colour(task: &str, i: usize) -> plotters::style::RGBColor {
+    plot::colour(match task {
+        "gqa" => 0,
+        "nlvr2" => 1,
+        _ => i + 2,
+    })
+}
+
 /// The tasks in the trials, GQA first.
 fn tasks_of(d: &ReportData) -> Vec<String> {
     let set: BTreeSet<String> = d
@@ -450,14 +460,18 @@ fn samples_plot(d: &ReportData, tasks: &[String]) -> Result<Plots, ReportError> 
                 } else {
                     "distilled".into()
                 },
-                colour: plot::colour(if many { gi } else { ti }),
+                colour: if many {
+                    plot::colour(gi)
+                } else {
+                    task_colour(task, ti)
+                },
                 faint: false,
                 points: pts(m),
             })
             .collect();
         lines.push(plot::Line {
             name: "base".into(),
-            colour: plot::colour(ti),
+            colour: task_colour(task, ti),
             faint: true,
             points: pts(&base),
         });
@@ -494,7 +508,7 @@ fn pointer_plot(d: &ReportData, tasks: &[String]) -> Result<String, ReportError>
         .enumerate()
         .map(|(ti, task)| plot::Bars {
             name: format!("{task} gain"),
-            colour: plot::colour(ti),
+            colour: task_colour(task, ti),
             values: modes
                 .iter()
                 .map(|m| {
@@ -541,7 +555,7 @@ fn versions_plot(d: &ReportData, tasks: &[String]) -> Result<Plots, ReportError>
             .enumerate()
             .map(|(ti, t)| plot::Bars {
                 name: t.clone(),
-                colour: plot::colour(ti),
+                colour: task_colour(t, ti),
                 values: vs
                     .iter()
                     .map(|v| v.tasks.get(t).map(|x| (x.0, x.1)))
