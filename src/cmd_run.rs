@@ -299,7 +299,22 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = run::run(&store, &exp, progress);
+    // A rerun uses the recorded run's thread count: results depend on it
+    // (libtorch's reductions split by thread), so this reproduces the run.
+    let threads = match &a.from {
+        Some(r) => {
+            let t = store.run(r)?.threads.max(1) as usize;
+            if t > run::cores() {
+                tracing::warn!(
+                    "run {r} used {t} libtorch threads, this machine has {} cores: the rerun may differ",
+                    run::cores()
+                );
+            }
+            t
+        }
+        None => run::cores(),
+    };
+    let report = run::run_trial(&store, &exp, None, threads, progress);
     bar.finish_and_clear();
     let report = match report {
         Ok(r) => r,

@@ -259,24 +259,16 @@ fn data(store: &Store, exp: &Experiment, t: Task) -> Result<PathBuf, DataError> 
     )
 }
 
-/// Runs an experiment: records the run, drives its phases through the
-/// Coordinator actor, and records how it ended.
-pub fn run(
-    store: &Store,
-    exp: &Experiment,
-    progress: Arc<dyn Progress>,
-) -> Result<RunReport, RunError> {
-    run_trial(store, exp, None, cores(), progress)
-}
-
 /// The machine's cores.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Runs one trial of a sweep (or a lone run when `sweep` is `None`) with
-/// `threads` libtorch threads (the machine's cores divided by the trials
-/// running at once).
+/// Runs an experiment, one trial of a sweep or a lone run (`sweep` is
+/// `None`): records the run, drives its phases through the Coordinator
+/// actor, and records how it ended. `threads` libtorch threads: the
+/// machine's cores for a lone run, divided by the trials running at once
+/// in a sweep; the result depends on it, and the run records it.
 pub fn run_trial(
     store: &Store,
     exp: &Experiment,

@@ -150,10 +150,11 @@ fn json_of(v: &toml::Value) -> serde_json::Value {
 }
 
 /// Runs the sweep's trials that have not finished yet and summarises all
-/// of them. The first pending trial runs alone with every core: it makes
-/// the data, pre-trains what the store lacks and evaluates the shared
-/// baselines, which the other trials then reuse. The rest run `jobs` at a
-/// time, each with its share of the cores as libtorch threads. After a
+/// of them. The first pending trial runs alone: it makes the data,
+/// pre-trains what the store lacks and evaluates the shared baselines,
+/// which the other trials then reuse. The rest run `jobs` at a time. Every
+/// trial gets the same share of the cores as libtorch threads, so that the
+/// trials are comparable and the sweep reproducible with the same `jobs`. After a
 /// failed trial no new trial starts; the ones running finish, and the
 /// first error is returned.
 pub fn run_sweep(
@@ -221,13 +222,14 @@ pub fn run_sweep(
             },
         ))
     };
-    let cores = run::cores();
+    // Every trial of the sweep gets the same thread count (results depend
+    // on it), the first one too, though it runs alone.
+    let jobs = jobs.clamp(1, pending.len().saturating_sub(1).max(1));
+    let threads = (run::cores() / jobs).max(1);
     if let Some(first) = pending.pop_front() {
-        let (i, t) = run_one(first, cores)?;
+        let (i, t) = run_one(first, threads)?;
         slots[i] = Some(t);
     }
-    let jobs = jobs.clamp(1, pending.len().max(1));
-    let threads = (cores / jobs).max(1);
     let queue = Mutex::new(pending);
     let done = Mutex::new(Vec::new());
     let failed: Mutex<Option<RunError>> = Mutex::new(None);

@@ -105,6 +105,42 @@ fn a_sweep_runs_its_trials_in_parallel_and_its_report_renders_in_chromium() {
         .filter(|&(i, j)| spans[i].0 < spans[j].1 && spans[j].0 < spans[i].1)
         .count();
     assert!(overlapping >= 1, "no two trials overlapped: {spans:?}");
+    // Every trial had the same libtorch thread count, the first one too.
+    let threads = runs[0]["threads"].as_i64().unwrap();
+    assert!(runs.iter().all(|r| r["threads"] == threads), "{runs:?}");
+    // `--from` reruns a trial with its recorded thread count: the same
+    // checkpoint, byte for byte.
+    let trial = &runs[2];
+    let rerun = vpd_json(
+        d.path(),
+        &[
+            "--store",
+            "st",
+            "run",
+            "--from",
+            trial["id"].as_str().unwrap(),
+            "--json",
+        ],
+    );
+    let made = |v: &serde_json::Value| {
+        let n: u64 = v.as_str().unwrap()["vqa@".len()..].parse().unwrap();
+        version(d.path(), "vqa", n)["blob"].clone()
+    };
+    let report_of = |id: &str| {
+        let c = s["configurations"].as_array().unwrap();
+        c.iter()
+            .flat_map(|c| c["trials"].as_array().unwrap().iter())
+            .find(|t| t["run_id"] == id)
+            .unwrap()["report"]["versions"]["vqa"]
+            .clone()
+    };
+    assert_eq!(
+        made(&rerun["versions"]["vqa"]),
+        made(&report_of(trial["id"].as_str().unwrap())),
+        "the rerun's checkpoint differs from the trial's"
+    );
+    let runs_now = vpd_json(d.path(), &["--store", "st", "runs", "--json"]);
+    assert_eq!(runs_now.as_array().unwrap()[4]["threads"], threads);
     // Resume with --jobs: nothing left to run, the summary is the same.
     let again = vpd_json(
         d.path(),
