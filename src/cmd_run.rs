@@ -76,12 +76,15 @@ impl Progress for Bars {
     }
 }
 
-/// The experiment to run, with its overrides applied; refused before
-/// anything runs when a key is unknown or has the wrong type.
-pub fn resolve(cli: &Cli, a: &RunArgs) -> Result<Experiment, (u8, String)> {
+/// The experiment to run, with its overrides applied, and for `--from`
+/// the run's libtorch thread count; refused before anything runs when a
+/// key is unknown or has the wrong type.
+pub fn resolve(cli: &Cli, a: &RunArgs) -> Result<(Experiment, Option<usize>), (u8, String)> {
+    let mut threads = None;
     let base = if let Some(r) = &a.from {
         let store = crate::cmd_store::open(cli).map_err(|e| (1, e.to_string()))?;
         let run = store.run(r).map_err(|e| (1, e.to_string()))?;
+        threads = Some(run.threads.max(1) as usize);
         serde_json::from_value::<Experiment>(run.config.clone()).map_err(|e| {
             (
                 1,
@@ -99,7 +102,7 @@ pub fn resolve(cli: &Cli, a: &RunArgs) -> Result<Experiment, (u8, String)> {
         .map_err(|e| (2, e.to_string()))?;
     // A sweep's keys and lists are checked before any trial starts.
     e.trials().map_err(|e| (2, e.to_string()))?;
-    Ok(e)
+    Ok((e, threads))
 }
 
 fn value_list(v: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
@@ -272,7 +275,7 @@ pub fn print_table(r: &RunReport) {
 }
 
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
-    let exp = match resolve(cli, a) {
+    let (exp, from_threads) = match resolve(cli, a) {
         Ok(e) => e,
         Err((code, msg)) => {
             eprintln!("error: {msg}");
@@ -301,19 +304,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
     }
     // A rerun uses the recorded run's thread count: results depend on it
     // (libtorch's reductions split by thread), so this reproduces the run.
-    let threads = match &a.from {
-        Some(r) => {
-            let t = store.run(r)?.threads.max(1) as usize;
-            if t > run::cores() {
-                tracing::warn!(
-                    "run {r} used {t} libtorch threads, this machine has {} cores: the rerun may differ",
-                    run::cores()
-                );
-            }
-            t
-        }
-        None => run::cores(),
-    };
+    let threads = from_threads.unwrap_or_else(run::cores);
     let report = run::run_trial(&store, &exp, None, threads, progress);
     bar.finish_and_clear();
     let report = match report {
