@@ -238,14 +238,6 @@ pub fn gather(store: &Store, target: &Target) -> Result<ReportData, ReportError>
     })
 }
 
-fn parse_ref(s: &str) -> Option<VersionRef> {
-    let (m, n) = s.split_once('@')?;
-    Some(VersionRef {
-        module: m.to_string(),
-        reference: n.to_string(),
-    })
-}
-
 /// The versions the trials used and made, their ancestors (parents and
 /// teachers), each one's accuracy per task in the trials, and the stored
 /// evaluations of the versions used and made.
@@ -258,7 +250,11 @@ fn versions_of(
     for t in trials {
         let r = &t.report;
         let mut get = |key: &str| -> Result<Option<ModuleVersion>, ReportError> {
-            let Some(v) = r.versions.get(key).and_then(|s| parse_ref(s)) else {
+            let Some(v) = r
+                .versions
+                .get(key)
+                .and_then(|s| s.parse::<VersionRef>().ok())
+            else {
                 return Ok(None);
             };
             let v = store.resolve(&v)?;
