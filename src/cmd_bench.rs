@@ -125,6 +125,11 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 "  speedup {:.2}x; predictions identical: {}",
                 r.speedup, r.predictions_identical
             );
+            let b = &r.busy;
+            println!(
+                "  a round ({} VQA and {} LOC queries): wall time and the workers' time in forward passes (medians): batched {:.3} s, VQA {:.3} s, LOC {:.3} s; sequential {:.3} s, VQA {:.3} s, LOC {:.3} s",
+                b.vqa_queries, b.loc_queries, b.batched_wall_s, b.batched_vqa_s, b.batched_loc_s, b.sequential_wall_s, b.sequential_vqa_s, b.sequential_loc_s
+            );
             Ok(ExitCode::SUCCESS)
         }
         BenchCmd::Train {

@@ -27,6 +27,10 @@ pub struct ExecBench {
     pub mean_loc_batch: f64,
     /// Most programs in flight in batched mode.
     pub max_in_flight: usize,
+    /// Per mode, the median over rounds of each worker's seconds in
+    /// forward passes and the round's wall-clock seconds: where the time
+    /// goes.
+    pub busy: BusyTimes,
     /// Programs per round.
     pub programs: usize,
     /// Batched programs per second over the rounds.
@@ -37,6 +41,27 @@ pub struct ExecBench {
     pub predictions_identical: bool,
     /// Batched settings.
     pub config: ExecConfig,
+}
+
+/// Worker busy time against wall time, per mode (medians over rounds).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BusyTimes {
+    /// Batched: wall seconds of a round.
+    pub batched_wall_s: f64,
+    /// Batched: VQA worker seconds in forward passes.
+    pub batched_vqa_s: f64,
+    /// Batched: LOC worker seconds in forward passes.
+    pub batched_loc_s: f64,
+    /// Sequential: wall seconds of a round.
+    pub sequential_wall_s: f64,
+    /// Sequential: VQA worker seconds in forward passes.
+    pub sequential_vqa_s: f64,
+    /// Sequential: LOC worker seconds in forward passes.
+    pub sequential_loc_s: f64,
+    /// VQA queries a round (the same in both modes).
+    pub vqa_queries: usize,
+    /// LOC queries a round.
+    pub loc_queries: usize,
 }
 
 impl ExecBench {
@@ -62,6 +87,8 @@ pub fn run(
     let cache = ImageCache::default();
     let batched_cfg = ExecConfig::batched();
     let (mut b, mut s) = (Vec::new(), Vec::new());
+    let (mut bt, mut st) = (Vec::new(), Vec::new());
+    let mut queries = (0, 0);
     let (mut mean_batch, mut mean_loc, mut max_in_flight) = (0.0, 0.0, 0);
     for round in 0..=rounds {
         let mut preds = Vec::new();
@@ -86,6 +113,13 @@ pub fn run(
             let rate = jobs.len() as f64 / r.seconds;
             // Round 0 warms the image cache and the allocator.
             if round > 0 {
+                let t = [r.seconds, r.vqa_busy_seconds, r.loc_busy_seconds];
+                queries = (r.vqa_queries, r.loc_queries);
+                if batched {
+                    bt.push(t)
+                } else {
+                    st.push(t)
+                }
                 if batched {
                     b.push(rate);
                     mean_batch = r.vqa_mean_batch;
@@ -116,6 +150,17 @@ pub fn run(
         progress(&format!("round {round}/{rounds}"));
     }
     let (bs, ss) = (Spread::of(b), Spread::of(s));
+    let med = |v: &[[f64; 3]], k: usize| Spread::of(v.iter().map(|x| x[k]).collect()).median;
+    let busy = BusyTimes {
+        batched_wall_s: med(&bt, 0),
+        batched_vqa_s: med(&bt, 1),
+        batched_loc_s: med(&bt, 2),
+        sequential_wall_s: med(&st, 0),
+        sequential_vqa_s: med(&st, 1),
+        sequential_loc_s: med(&st, 2),
+        vqa_queries: queries.0,
+        loc_queries: queries.1,
+    };
     Ok(ExecBench {
         batched_programs_per_s: bs.median,
         sequential_programs_per_s: ss.median,
@@ -123,6 +168,7 @@ pub fn run(
         mean_batch,
         mean_loc_batch: mean_loc,
         max_in_flight,
+        busy,
         programs: jobs.len(),
         batched: bs,
         sequential: ss,

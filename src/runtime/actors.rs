@@ -67,9 +67,21 @@ pub struct WorkerStats {
     pub queries: AtomicUsize,
     /// Worker restarts after a panic.
     pub restarts: AtomicUsize,
+    /// Nanoseconds spent in the network's forward passes.
+    pub busy_ns: std::sync::atomic::AtomicU64,
 }
 
 impl WorkerStats {
+    fn busy(&self, since: std::time::Instant) {
+        self.busy_ns
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Seconds spent in forward passes.
+    pub fn busy_seconds(&self) -> f64 {
+        self.busy_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
     /// Mean queries per forward pass.
     pub fn mean_batch(&self) -> f64 {
         let b = self.batches.load(Ordering::Relaxed);
@@ -123,7 +135,10 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
                     label: 0,
                 })
                 .collect();
-            self.net.model.predict(&ex)
+            let t0 = std::time::Instant::now();
+            let p = self.net.model.predict(&ex);
+            self.stats.busy(t0);
+            p
         }));
         match run {
             Ok(p) => {
@@ -171,7 +186,10 @@ impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
                     boxes: vec![],
                 })
                 .collect();
-            self.net.detector.detect(&ex, &self.net.settings)
+            let t0 = std::time::Instant::now();
+            let d = self.net.detector.detect(&ex, &self.net.settings);
+            self.stats.busy(t0);
+            d
         }));
         match run {
             Ok(d) => {

@@ -129,6 +129,14 @@ pub struct ExecReport {
     pub vqa_mean_batch: f64,
     /// Mean batch of the LOC worker (0 without one).
     pub loc_mean_batch: f64,
+    /// Queries the VQA worker answered.
+    pub vqa_queries: usize,
+    /// Queries the LOC worker answered.
+    pub loc_queries: usize,
+    /// Seconds the VQA worker spent in forward passes.
+    pub vqa_busy_seconds: f64,
+    /// Seconds the LOC worker spent in forward passes.
+    pub loc_busy_seconds: f64,
     /// Worker restarts after a crash.
     pub restarts: usize,
     /// The settings.
@@ -409,6 +417,10 @@ pub fn execute(
         max_in_flight: max_seen.load(Ordering::SeqCst),
         vqa_mean_batch: stats.0.mean_batch(),
         loc_mean_batch: stats.1.mean_batch(),
+        vqa_queries: stats.0.queries.load(Ordering::Relaxed),
+        loc_queries: stats.1.queries.load(Ordering::Relaxed),
+        vqa_busy_seconds: stats.0.busy_seconds(),
+        loc_busy_seconds: stats.1.busy_seconds(),
         restarts: stats.0.restarts.load(Ordering::Relaxed)
             + stats.1.restarts.load(Ordering::Relaxed),
         config: cfg,

@@ -139,6 +139,15 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
         bounded.vqa_mean_batch > 1.0,
         "calls of several programs share a forward pass"
     );
+    // The VQA worker's time in forward passes is measured, and within the
+    // run's wall time; the oracle LOC has no worker.
+    assert!(
+        bounded.vqa_busy_seconds > 0.0 && bounded.vqa_busy_seconds <= bounded.seconds,
+        "{} s busy in {} s",
+        bounded.vqa_busy_seconds,
+        bounded.seconds
+    );
+    assert_eq!(bounded.loc_busy_seconds, 0.0);
     let seq = run(ExecConfig::sequential());
     assert_eq!(seq.max_in_flight, 1);
     assert!((seq.vqa_mean_batch - 1.0).abs() < 1e-9);
