@@ -116,16 +116,13 @@ pub fn run(
                 let t = [r.seconds, r.vqa_busy_seconds, r.loc_busy_seconds];
                 queries = (r.vqa_queries, r.loc_queries);
                 if batched {
-                    bt.push(t)
-                } else {
-                    st.push(t)
-                }
-                if batched {
+                    bt.push(t);
                     b.push(rate);
                     mean_batch = r.vqa_mean_batch;
                     mean_loc = r.loc_mean_batch;
                     max_in_flight = r.max_in_flight;
                 } else {
+                    st.push(t);
                     s.push(rate);
                 }
             }
