@@ -195,6 +195,7 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 r.flops_per_example / 1e6,
                 r.matmul_gflops
             );
+            println!("  malloc settings of both sides: {}", r.allocator);
             Ok(ExitCode::SUCCESS)
         }
         BenchCmd::DataLoad { file, mode } => {

@@ -190,6 +190,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    visprog_distiller::nn::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     match run(&cli) {

@@ -102,6 +102,9 @@ pub struct TrainBench {
     pub flops_per_example: f64,
     /// The machine's float32 matrix-multiply rate through libtorch.
     pub matmul_gflops: f64,
+    /// The malloc settings of both sides: `vpd` (see
+    /// `nn::runtime::MALLOC_ENV`) or `glibc default` (`VPD_MALLOC=default`).
+    pub allocator: String,
 }
 
 /// The venv's Python: `VPD_TORCH_PYTHON`, else the interpreter of the
@@ -128,7 +131,11 @@ struct Reference {
 impl Reference {
     fn start(python: &Path, dir: &Path) -> Result<Reference, TrainBenchError> {
         let py = python.display().to_string();
-        let mut child = Command::new(python)
+        let mut cmd = Command::new(python);
+        if crate::nn::allocator_tuned() {
+            cmd.envs(crate::nn::MALLOC_ENV);
+        }
+        let mut child = cmd
             .arg(dir.join("train_reference.py"))
             .arg(dir)
             .stdin(Stdio::piped())
@@ -147,6 +154,24 @@ impl Reference {
         };
         let hello = r.line()?;
         r.version = hello["torch"].as_str().unwrap_or("?").to_string();
+        // The two sides must run with the same malloc settings: they
+        // decide the batch-64 figure (see the README).
+        for (k, v) in crate::nn::MALLOC_ENV {
+            let theirs = hello["malloc"][k].as_str().map(str::to_string);
+            let ours = if crate::nn::allocator_tuned() {
+                Some(v.to_string())
+            } else {
+                std::env::var(k).ok()
+            };
+            if theirs != ours {
+                let show = |v: Option<String>| v.unwrap_or_else(|| "unset".into());
+                return Err(r.fail(&format!(
+                    "its {k} is {}, vpd's is {}: the two sides would not run with the same malloc settings",
+                    show(theirs),
+                    show(ours)
+                )));
+            }
+        }
         Ok(r)
     }
 
@@ -258,6 +283,19 @@ fn write_inputs(
     Ok(())
 }
 
+/// Both sides' malloc settings, in words.
+fn allocator() -> String {
+    if crate::nn::allocator_tuned() {
+        let kv: Vec<String> = crate::nn::MALLOC_ENV
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("vpd ({})", kv.join(" "))
+    } else {
+        "glibc default (VPD_MALLOC=default)".to_string()
+    }
+}
+
 /// Runs the benchmark: for each batch size, a fresh student (same seed)
 /// on both sides, one warm-up round, then `rounds` interleaved rounds.
 pub fn run(
@@ -342,6 +380,7 @@ pub fn run(
             python: python.display().to_string(),
             flops_per_example: flops,
             matmul_gflops: speed::matmul_gflops(1024, 5),
+            allocator: allocator(),
         })
     })();
     let _ = std::fs::remove_dir_all(&base);

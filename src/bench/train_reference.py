@@ -7,7 +7,9 @@
 # labels.bin (written by vpd). Commands arrive as JSON lines on stdin:
 #   {"batch": B, "start": I, "steps": K}
 # and each gets one JSON line back: {"seconds": S, "first_loss": L}.
+# The first line it writes names its torch and its malloc settings.
 import json
+import os
 import sys
 import time
 
@@ -95,7 +97,8 @@ def main():
     tokens = read(f"{d}/tokens.bin", torch.int64, [n, length])
     labels = read(f"{d}/labels.bin", torch.int64, [n])
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
+    malloc = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    print(json.dumps({"ready": True, "torch": torch.__version__, "malloc": malloc}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         b, start, steps = cmd["batch"], cmd["start"], cmd["steps"]

@@ -12,7 +12,10 @@ pub mod speed;
 pub mod text;
 mod tiny;
 
-pub use runtime::{libtorch_info, parse_device, set_threads, DeviceChoice, LibtorchInfo};
+pub use runtime::{
+    allocator_tuned, libtorch_info, parse_device, set_threads, tune_allocator, DeviceChoice,
+    LibtorchInfo, MALLOC_ENV,
+};
 pub use tiny::{live_check, varstore_from_bytes, varstore_to_bytes, LiveCheck, TinyMlp};
 
 /// An error from the neural-network layer.

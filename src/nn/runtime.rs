@@ -128,3 +128,34 @@ pub fn parse_device(s: &str) -> Result<DeviceChoice, NnError> {
 pub fn set_threads(n: i32) {
     tch::set_num_threads(n.max(1));
 }
+
+/// glibc malloc settings vpd runs with: libtorch's activation and gradient
+/// buffers (megabytes at batch 64) are reused from the heap instead of
+/// being mapped and unmapped, page faults and all, at every step. The
+/// `MALLOC_*` environment variables that give another process (the
+/// PyTorch side of `vpd bench train`) the same settings.
+pub const MALLOC_ENV: [(&str, &str); 2] = [
+    ("MALLOC_MMAP_THRESHOLD_", "33554432"),
+    ("MALLOC_TRIM_THRESHOLD_", "268435456"),
+];
+
+/// Whether vpd tunes its allocator: yes unless `VPD_MALLOC=default`.
+pub fn allocator_tuned() -> bool {
+    std::env::var("VPD_MALLOC").map_or(true, |v| v != "default")
+}
+
+/// Applies [`MALLOC_ENV`] to this process (glibc only), unless
+/// `VPD_MALLOC=default`; whether it did.
+pub fn tune_allocator() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if allocator_tuned() {
+        let [mmap, trim] = MALLOC_ENV.map(|(_, v)| v.parse::<i32>().expect("constant"));
+        // SAFETY: mallopt only changes glibc's malloc parameters, under
+        // its own lock.
+        return unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+        };
+    }
+    false
+}

@@ -218,16 +218,21 @@ impl<Q: 'static, R: 'static> Message for Call<Q, R> {
     type Result = ();
 }
 
-/// Gathers concurrent calls into batches for a worker: a batch leaves when
-/// it holds `max_batch` calls or `max_wait` after its first call. A batch
-/// the worker fails is sent once more (the worker was restarted); then its
-/// calls get the error.
+/// Gathers concurrent calls into batches for a worker. The worker gets one
+/// batch at a time: while it computes, calls gather, and the moment it is
+/// free everything waiting (up to `max_batch`) leaves as the next batch.
+/// When the worker is idle, a batch leaves once it holds `max_batch` calls
+/// or `max_wait` after its first call. (Sending batches on a timer alone
+/// queues many small batches in the worker's mailbox while it is busy.) A
+/// batch the worker fails is sent once more (the worker was restarted);
+/// then its calls get the error.
 pub struct Batcher<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> {
     worker: Recipient<Batch<Q, R>>,
     max_batch: usize,
     max_wait: Duration,
     pending: VecDeque<Call<Q, R>>,
     generation: u64,
+    busy: bool,
 }
 
 impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R> {
@@ -239,42 +244,64 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R>
             max_wait,
             pending: VecDeque::new(),
             generation: 0,
+            busy: false,
         }
     }
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.generation += 1;
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(self.max_batch);
-            let calls: Vec<Call<Q, R>> = self.pending.drain(..n).collect();
-            let (queries, replies): (Vec<Q>, Vec<_>) =
-                calls.into_iter().map(|c| (c.query, c.reply)).unzip();
-            let worker = self.worker.clone();
-            let fut = async move {
-                let mut out = worker.send(Batch::new(queries.clone())).await;
-                if !matches!(out, Ok(Ok(_))) {
-                    out = worker.send(Batch::new(queries)).await;
-                }
-                let results = match out {
-                    Ok(Ok(r)) => Ok(r),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(format!("worker unreachable: {e}")),
-                };
-                match results {
-                    Ok(rs) => {
-                        for (tx, r) in replies.into_iter().zip(rs) {
-                            let _ = tx.send(Ok(r));
-                        }
-                    }
-                    Err(e) => {
-                        for tx in replies {
-                            let _ = tx.send(Err(e.clone()));
-                        }
-                    }
-                }
-            };
-            ctx.spawn(fut.into_actor(self));
+    /// Sends the next batch if the worker is free.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || self.pending.is_empty() {
+            return;
         }
+        self.generation += 1;
+        self.busy = true;
+        let n = self.pending.len().min(self.max_batch);
+        let calls: Vec<Call<Q, R>> = self.pending.drain(..n).collect();
+        let (queries, replies): (Vec<Q>, Vec<_>) =
+            calls.into_iter().map(|c| (c.query, c.reply)).unzip();
+        let worker = self.worker.clone();
+        let fut = async move {
+            let mut out = worker.send(Batch::new(queries.clone())).await;
+            if !matches!(out, Ok(Ok(_))) {
+                out = worker.send(Batch::new(queries)).await;
+            }
+            let results = match out {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(format!("worker unreachable: {e}")),
+            };
+            match results {
+                Ok(rs) => {
+                    for (tx, r) in replies.into_iter().zip(rs) {
+                        let _ = tx.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    for tx in replies {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+            act.busy = false;
+            // What gathered meanwhile has waited long enough.
+            act.dispatch(ctx);
+            act.arm(ctx);
+        }));
+    }
+
+    /// Starts the wait of the oldest pending call, if it has none running.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || self.pending.is_empty() {
+            return;
+        }
+        let gen = self.generation;
+        ctx.run_later(self.max_wait, move |a, ctx| {
+            if a.generation == gen {
+                a.dispatch(ctx);
+            }
+        });
     }
 }
 
@@ -288,15 +315,13 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Handler<Call<
     type Result = ();
     fn handle(&mut self, msg: Call<Q, R>, ctx: &mut Context<Self>) {
         self.pending.push_back(msg);
-        if self.pending.len() >= self.max_batch {
-            self.flush(ctx);
+        if self.busy {
+            return;
+        }
+        if self.pending.len() >= self.max_batch || self.max_wait.is_zero() {
+            self.dispatch(ctx);
         } else if self.pending.len() == 1 {
-            let gen = self.generation;
-            ctx.run_later(self.max_wait, move |a, ctx| {
-                if a.generation == gen {
-                    a.flush(ctx);
-                }
-            });
+            self.arm(ctx);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one test crate, one module per area, to keep link
 //! time low.
 
+mod bench_train;
 mod common;
 mod data;
 mod distill;

@@ -9,6 +9,7 @@ use visprog_distiller::models;
 use visprog_distiller::nn::model::Model;
 use visprog_distiller::nn::DeviceChoice;
 use visprog_distiller::program::validate;
+use visprog_distiller::runtime::actors::{Batch, Batcher, Call};
 use visprog_distiller::runtime::eval;
 use visprog_distiller::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
 use visprog_distiller::store::{NewVersion, Store};
@@ -192,4 +193,68 @@ fn a_crashed_worker_is_restarted_and_its_batch_retried() {
         "the batch was retried on a fresh worker"
     );
     assert_eq!(faulty["score"], clean["score"]);
+}
+
+/// A worker that takes 20 ms per batch and records the batch sizes.
+struct SlowWorker {
+    sizes: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl actix::Actor for SlowWorker {
+    type Context = actix::SyncContext<Self>;
+}
+
+impl actix::Handler<Batch<u32, u32>> for SlowWorker {
+    type Result = Result<Vec<u32>, String>;
+    fn handle(&mut self, msg: Batch<u32, u32>, _: &mut actix::SyncContext<Self>) -> Self::Result {
+        self.sizes.lock().unwrap().push(msg.0.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Ok(msg.0.iter().map(|x| x * 2).collect())
+    }
+}
+
+/// The batcher gives its worker one batch at a time: calls that arrive
+/// while the worker computes gather into the next batch (even with no
+/// wait at all), and every call gets its own answer.
+#[test]
+fn the_batcher_gathers_calls_while_its_worker_is_busy() {
+    use actix::prelude::*;
+    use std::sync::{Arc, Mutex};
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let s2 = sizes.clone();
+    let answers = System::new().block_on(async move {
+        let worker = SyncArbiter::start(1, move || SlowWorker { sizes: s2.clone() });
+        let batcher = Batcher::new(worker.recipient(), 8, std::time::Duration::ZERO).start();
+        let mut rxs = Vec::new();
+        for i in 0..40u32 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            batcher.do_send(Call {
+                query: i,
+                reply: tx,
+            });
+            rxs.push(rx);
+            if i % 10 == 9 {
+                actix::clock::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        let mut out = Vec::new();
+        for rx in rxs {
+            out.push(rx.await.unwrap().unwrap());
+        }
+        out
+    });
+    assert_eq!(answers, (0..40u32).map(|x| x * 2).collect::<Vec<_>>());
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(sizes.iter().sum::<usize>(), 40);
+    assert!(
+        sizes.iter().all(|&n| n <= 8),
+        "max_batch respected: {sizes:?}"
+    );
+    // The first call leaves alone (the worker was idle and there is no
+    // wait); the rest gather while it computes.
+    assert_eq!(sizes[0], 1, "{sizes:?}");
+    assert!(
+        sizes.len() <= 8,
+        "calls gathered into few batches: {sizes:?}"
+    );
 }
