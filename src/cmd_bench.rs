@@ -96,8 +96,8 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
         } => {
             let store = crate::cmd_store::open(cli)?;
             let (v, l) = crate::cmd_eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            visprog_distiller::nn::set_threads((threads / 2).max(1) as i32);
+            // One libtorch thread per worker; a worker per core per module.
+            visprog_distiller::nn::set_threads(1);
             let quiet = *json;
             let r = bench::exec::run(&store, &v, &l, *programs, *rounds, &|m| {
                 if !quiet {
@@ -114,8 +114,8 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 r.rounds_measured()
             );
             println!(
-                "  batched    {:>8.1} programs/s (min {:.1}, max {:.1}); at most {} in flight, mean batch VQA {:.1} LOC {:.1}",
-                r.batched.median, r.batched.min, r.batched.max, r.max_in_flight, r.mean_batch, r.mean_loc_batch
+                "  batched    {:>8.1} programs/s (min {:.1}, max {:.1}); {} workers a module, at most {} in flight, mean batch VQA {:.1} LOC {:.1}",
+                r.batched.median, r.batched.min, r.batched.max, r.config.workers, r.max_in_flight, r.mean_batch, r.mean_loc_batch
             );
             println!(
                 "  sequential {:>8.1} programs/s (min {:.1}, max {:.1})",
@@ -127,7 +127,7 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             );
             let b = &r.busy;
             println!(
-                "  a round ({} VQA and {} LOC queries): wall time and the workers' time in forward passes (medians): batched {:.3} s, VQA {:.3} s, LOC {:.3} s; sequential {:.3} s, VQA {:.3} s, LOC {:.3} s",
+                "  a round ({} VQA and {} LOC queries): wall time and each module's workers' time in forward passes, summed (medians): batched {:.3} s, VQA {:.3} s, LOC {:.3} s; sequential {:.3} s, VQA {:.3} s, LOC {:.3} s",
                 b.vqa_queries, b.loc_queries, b.batched_wall_s, b.batched_vqa_s, b.batched_loc_s, b.sequential_wall_s, b.sequential_vqa_s, b.sequential_loc_s
             );
             Ok(ExitCode::SUCCESS)

@@ -124,13 +124,8 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
             "llm" => Some(LlmConfig::from_env()?),
             _ => None,
         };
-        // One tch thread per concurrent worker (VQA and LOC).
-        let workers = [&vqa, &loc]
-            .iter()
-            .filter(|c| matches!(c, ModuleChoice::Version(_)))
-            .count()
-            .max(1);
-        visprog_distiller::nn::set_threads((threads / workers).max(1) as i32);
+        // One libtorch thread per worker; a worker per core per module.
+        visprog_distiller::nn::set_threads(1);
         let what = format!("VQA={} LOC={}", name(&vqa), name(&loc));
         let spec = EvalSpec {
             task: a.task,
@@ -146,7 +141,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let cfg = if a.sequential {
             ExecConfig::sequential()
         } else {
-            ExecConfig::batched()
+            ExecConfig::batched(1)
         };
         let rep = eval::evaluate(&store, &spec, cfg, &progress)?;
         (format!("{what}, generator {}", a.generator), rep)

@@ -27,8 +27,8 @@ pub struct ExecBench {
     pub mean_loc_batch: f64,
     /// Most programs in flight in batched mode.
     pub max_in_flight: usize,
-    /// Per mode, the median over rounds of each worker's seconds in
-    /// forward passes and the round's wall-clock seconds: where the time
+    /// Per mode, the median over rounds of each module's workers' seconds
+    /// in forward passes (summed) and the round's wall-clock seconds: where the time
     /// goes.
     pub busy: BusyTimes,
     /// Programs per round.
@@ -48,9 +48,9 @@ pub struct ExecBench {
 pub struct BusyTimes {
     /// Batched: wall seconds of a round.
     pub batched_wall_s: f64,
-    /// Batched: VQA worker seconds in forward passes.
+    /// Batched: VQA workers' seconds in forward passes (summed).
     pub batched_vqa_s: f64,
-    /// Batched: LOC worker seconds in forward passes.
+    /// Batched: LOC workers' seconds in forward passes (summed).
     pub batched_loc_s: f64,
     /// Sequential: wall seconds of a round.
     pub sequential_wall_s: f64,
@@ -85,7 +85,7 @@ pub fn run(
     let mut jobs = eval::jobs(Task::Gqa, &data, "test")?;
     jobs.truncate(programs);
     let cache = ImageCache::default();
-    let batched_cfg = ExecConfig::batched();
+    let batched_cfg = ExecConfig::batched(crate::nn::threads());
     let (mut b, mut s) = (Vec::new(), Vec::new());
     let (mut bt, mut st) = (Vec::new(), Vec::new());
     let mut queries = (0, 0);

@@ -476,7 +476,7 @@ fn evaluate(
     Ok(eval::evaluate(
         store,
         &spec,
-        ExecConfig::batched(),
+        ExecConfig::batched(crate::nn::threads()),
         &|k, _| progress.set(k as u64, &what),
     )?)
 }
@@ -507,7 +507,7 @@ fn collect(
         &ModuleChoice::Version(version_ref(vqa)),
         &ModuleChoice::Version(version_ref(loc)),
         None,
-        ExecConfig::batched(),
+        ExecConfig::batched(crate::nn::threads()),
         &ImageCache::default(),
         &|k| progress.set(k as u64, &what),
     )?;

@@ -13,8 +13,8 @@ pub mod text;
 mod tiny;
 
 pub use runtime::{
-    allocator_tuned, libtorch_info, parse_device, set_threads, tune_allocator, DeviceChoice,
-    LibtorchInfo, MALLOC_ENV,
+    allocator_tuned, libtorch_info, parse_device, set_threads, threads, tune_allocator,
+    DeviceChoice, LibtorchInfo, MALLOC_ENV,
 };
 pub use tiny::{live_check, varstore_from_bytes, varstore_to_bytes, LiveCheck, TinyMlp};
 

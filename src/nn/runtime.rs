@@ -129,6 +129,11 @@ pub fn set_threads(n: i32) {
     tch::set_num_threads(n.max(1));
 }
 
+/// libtorch's intra-op thread count.
+pub fn threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
 /// glibc malloc settings vpd runs with: libtorch's activation and gradient
 /// buffers (megabytes at batch 64) are reused from the heap instead of
 /// being mapped and unmapped, page faults and all, at every step. The

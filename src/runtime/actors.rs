@@ -218,43 +218,56 @@ impl<Q: 'static, R: 'static> Message for Call<Q, R> {
     type Result = ();
 }
 
-/// Gathers concurrent calls into batches for a worker. The worker gets one
-/// batch at a time: while it computes, calls gather, and the moment it is
-/// free everything waiting (up to `max_batch`) leaves as the next batch.
-/// When the worker is idle, a batch leaves once it holds `max_batch` calls
-/// or `max_wait` after its first call. (Sending batches on a timer alone
-/// queues many small batches in the worker's mailbox while it is busy.) A
-/// batch the worker fails is sent once more (the worker was restarted);
-/// then its calls get the error.
+/// Gathers concurrent calls into batches for a module's workers (a
+/// `SyncArbiter` of `workers` threads). Each worker has at most one batch
+/// at a time: while all of them compute, calls gather, and the moment one
+/// is free everything waiting (up to `max_batch`) leaves as its next
+/// batch. When a worker is idle, a batch leaves once it holds `max_batch`
+/// calls or `max_wait` after its first call. (Sending batches on a timer
+/// alone queues many small batches in the mailbox while the workers are
+/// busy.) A batch the worker fails is sent once more (the worker was
+/// restarted); then its calls get the error.
 pub struct Batcher<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> {
     worker: Recipient<Batch<Q, R>>,
     max_batch: usize,
     max_wait: Duration,
     pending: VecDeque<Call<Q, R>>,
     generation: u64,
-    busy: bool,
+    workers: usize,
+    busy: usize,
 }
 
 impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R> {
-    /// A batcher in front of `worker`.
-    pub fn new(worker: Recipient<Batch<Q, R>>, max_batch: usize, max_wait: Duration) -> Self {
+    /// A batcher in front of `worker`, a `SyncArbiter` of `workers` threads.
+    pub fn new(
+        worker: Recipient<Batch<Q, R>>,
+        max_batch: usize,
+        max_wait: Duration,
+        workers: usize,
+    ) -> Self {
         Batcher {
             worker,
             max_batch: max_batch.max(1),
             max_wait,
             pending: VecDeque::new(),
             generation: 0,
-            busy: false,
+            workers: workers.max(1),
+            busy: 0,
         }
     }
 
-    /// Sends the next batch if the worker is free.
+    /// Whether every worker has a batch.
+    fn all_busy(&self) -> bool {
+        self.busy >= self.workers
+    }
+
+    /// Sends the next batch if a worker is free.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        if self.busy || self.pending.is_empty() {
+        if self.all_busy() || self.pending.is_empty() {
             return;
         }
         self.generation += 1;
-        self.busy = true;
+        self.busy += 1;
         let n = self.pending.len().min(self.max_batch);
         let calls: Vec<Call<Q, R>> = self.pending.drain(..n).collect();
         let (queries, replies): (Vec<Q>, Vec<_>) =
@@ -284,7 +297,7 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R>
             }
         };
         ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
-            act.busy = false;
+            act.busy -= 1;
             // What gathered meanwhile has waited long enough.
             act.dispatch(ctx);
             act.arm(ctx);
@@ -293,7 +306,7 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R>
 
     /// Starts the wait of the oldest pending call, if it has none running.
     fn arm(&mut self, ctx: &mut Context<Self>) {
-        if self.busy || self.pending.is_empty() {
+        if self.all_busy() || self.pending.is_empty() {
             return;
         }
         let gen = self.generation;
@@ -315,7 +328,7 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Handler<Call<
     type Result = ();
     fn handle(&mut self, msg: Call<Q, R>, ctx: &mut Context<Self>) {
         self.pending.push_back(msg);
-        if self.busy {
+        if self.all_busy() {
             return;
         }
         if self.pending.len() >= self.max_batch || self.max_wait.is_zero() {

@@ -72,19 +72,28 @@ pub struct ExecConfig {
     pub max_batch: usize,
     /// Longest a call waits for its batch to fill, milliseconds.
     pub max_wait_ms: u64,
+    /// Workers per neural module, each with its own copy of the network
+    /// (one libtorch thread each on a small machine).
+    pub workers: usize,
 }
 
 impl ExecConfig {
-    /// Batched: 64 programs in flight, batches of up to 32, 2 ms wait.
-    /// Measured with `vpd bench exec` on 2 cores: these networks cost the
-    /// least per query at batches of 8 to 32 (larger batches fall out of
-    /// the cache), and 256 program threads cost more in scheduling than
-    /// they gain in batch size.
-    pub fn batched() -> ExecConfig {
+    /// Batched: 64 programs in flight, batches of up to 32, 2 ms wait, and
+    /// for each neural module one worker per `threads` cores, where
+    /// `threads` is the libtorch thread count the caller set (1 gives a
+    /// worker per core). Measured with `vpd bench exec` on 2 cores: these
+    /// networks cost the least per query at batches of 8 to 32 (larger
+    /// ones fall out of the cache); 256 program threads cost more in
+    /// scheduling than they gain in batch size; and with one worker per
+    /// module, LOC bounds the round while the VQA worker idles, so a
+    /// second LOC worker takes the idle core.
+    pub fn batched(threads: usize) -> ExecConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         ExecConfig {
             in_flight: 64,
             max_batch: 32,
             max_wait_ms: 2,
+            workers: (cores / threads.max(1)).max(1),
         }
     }
     /// Sequential: one program at a time, batches of one.
@@ -93,6 +102,8 @@ impl ExecConfig {
             in_flight: 1,
             max_batch: 1,
             max_wait_ms: 0,
+            // One call at a time: a second worker would never get one.
+            workers: 1,
         }
     }
 }
@@ -322,7 +333,7 @@ fn start_actors(
             let wait = Duration::from_millis(cfg.max_wait_ms);
             let vqa = vqa_spec.map(|(r, label)| {
                 let (st, s, l) = (store.clone(), stats.0.clone(), label.clone());
-                let w = SyncArbiter::start(1, move || VqaWorker {
+                let w = SyncArbiter::start(cfg.workers.max(1), move || VqaWorker {
                     net: models::load_vqa(&st, &r, crate::nn::DeviceChoice::Cpu)
                         .expect("checked before the workers started"),
                     stats: s.clone(),
@@ -331,12 +342,13 @@ fn start_actors(
                     w.recipient::<Batch<VqaQuery, Vec<f32>>>(),
                     cfg.max_batch,
                     wait,
+                    cfg.workers,
                 );
                 (b.start(), l)
             });
             let loc = loc_spec.map(|(r, label)| {
                 let (st, s, l) = (store.clone(), stats.1.clone(), label.clone());
-                let w = SyncArbiter::start(1, move || LocWorker {
+                let w = SyncArbiter::start(cfg.workers.max(1), move || LocWorker {
                     net: models::load_loc(&st, &r, crate::nn::DeviceChoice::Cpu)
                         .expect("checked before the workers started"),
                     stats: s.clone(),
@@ -345,6 +357,7 @@ fn start_actors(
                     w.recipient::<Batch<LocQuery, Vec<Detection>>>(),
                     cfg.max_batch,
                     wait,
+                    cfg.workers,
                 );
                 (b.start(), l, loc_side)
             });

@@ -130,6 +130,7 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
         in_flight: 5,
         max_batch: 16,
         max_wait_ms: 20,
+        workers: 2,
     });
     eprintln!(
         "observed at most {} programs in flight (bound 5), mean VQA batch {:.1}",
@@ -140,10 +141,10 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
         bounded.vqa_mean_batch > 1.0,
         "calls of several programs share a forward pass"
     );
-    // The VQA worker's time in forward passes is measured, and within the
-    // run's wall time; the oracle LOC has no worker.
+    // The VQA workers' time in forward passes is measured, and within the
+    // run's wall time for each of the two; the oracle LOC has no worker.
     assert!(
-        bounded.vqa_busy_seconds > 0.0 && bounded.vqa_busy_seconds <= bounded.seconds,
+        bounded.vqa_busy_seconds > 0.0 && bounded.vqa_busy_seconds <= 2.0 * bounded.seconds,
         "{} s busy in {} s",
         bounded.vqa_busy_seconds,
         bounded.seconds
@@ -195,9 +196,18 @@ fn a_crashed_worker_is_restarted_and_its_batch_retried() {
     assert_eq!(faulty["score"], clean["score"]);
 }
 
-/// A worker that takes 20 ms per batch and records the batch sizes.
+/// What the slow workers saw: batch sizes, and the most batches being
+/// computed at once.
+#[derive(Default)]
+struct Seen {
+    sizes: std::sync::Mutex<Vec<usize>>,
+    inside: std::sync::atomic::AtomicUsize,
+    most_inside: std::sync::atomic::AtomicUsize,
+}
+
+/// A worker that takes 20 ms per batch.
 struct SlowWorker {
-    sizes: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    seen: std::sync::Arc<Seen>,
 }
 
 impl actix::Actor for SlowWorker {
@@ -207,24 +217,27 @@ impl actix::Actor for SlowWorker {
 impl actix::Handler<Batch<u32, u32>> for SlowWorker {
     type Result = Result<Vec<u32>, String>;
     fn handle(&mut self, msg: Batch<u32, u32>, _: &mut actix::SyncContext<Self>) -> Self::Result {
-        self.sizes.lock().unwrap().push(msg.0.len());
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.seen.inside.fetch_add(1, SeqCst) + 1;
+        self.seen.most_inside.fetch_max(now, SeqCst);
+        self.seen.sizes.lock().unwrap().push(msg.0.len());
         std::thread::sleep(std::time::Duration::from_millis(20));
+        self.seen.inside.fetch_sub(1, SeqCst);
         Ok(msg.0.iter().map(|x| x * 2).collect())
     }
 }
 
-/// The batcher gives its worker one batch at a time: calls that arrive
-/// while the worker computes gather into the next batch (even with no
-/// wait at all), and every call gets its own answer.
-#[test]
-fn the_batcher_gathers_calls_while_its_worker_is_busy() {
+/// 40 calls in four bursts 5 ms apart through a batcher for `workers`
+/// workers (batches of at most 8, no wait) in front of `threads` slow
+/// worker threads; the answers and what the workers saw.
+fn through_batcher(workers: usize, threads: usize) -> (Vec<u32>, std::sync::Arc<Seen>) {
     use actix::prelude::*;
-    use std::sync::{Arc, Mutex};
-    let sizes = Arc::new(Mutex::new(Vec::new()));
-    let s2 = sizes.clone();
+    let seen = std::sync::Arc::new(Seen::default());
+    let s2 = seen.clone();
     let answers = System::new().block_on(async move {
-        let worker = SyncArbiter::start(1, move || SlowWorker { sizes: s2.clone() });
-        let batcher = Batcher::new(worker.recipient(), 8, std::time::Duration::ZERO).start();
+        let worker = SyncArbiter::start(threads, move || SlowWorker { seen: s2.clone() });
+        let batcher =
+            Batcher::new(worker.recipient(), 8, std::time::Duration::ZERO, workers).start();
         let mut rxs = Vec::new();
         for i in 0..40u32 {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -243,18 +256,30 @@ fn the_batcher_gathers_calls_while_its_worker_is_busy() {
         }
         out
     });
-    assert_eq!(answers, (0..40u32).map(|x| x * 2).collect::<Vec<_>>());
-    let sizes = sizes.lock().unwrap().clone();
-    assert_eq!(sizes.iter().sum::<usize>(), 40);
-    assert!(
-        sizes.iter().all(|&n| n <= 8),
-        "max_batch respected: {sizes:?}"
-    );
-    // The first call leaves alone (the worker was idle and there is no
-    // wait); the rest gather while it computes.
-    assert_eq!(sizes[0], 1, "{sizes:?}");
-    assert!(
-        sizes.len() <= 8,
-        "calls gathered into few batches: {sizes:?}"
-    );
+    (answers, seen)
+}
+
+/// The batcher gives each worker one batch at a time: calls that arrive
+/// while the workers compute gather into the next batches (even with no
+/// wait at all), no more batches are out than it has workers (even when
+/// the arbiter has more threads), and every call gets its own answer.
+#[test]
+fn the_batcher_gathers_calls_while_its_workers_are_busy() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let want: Vec<u32> = (0..40u32).map(|x| x * 2).collect();
+    for (workers, threads) in [(1, 1), (2, 3)] {
+        let (answers, seen) = through_batcher(workers, threads);
+        assert_eq!(answers, want);
+        let sizes = seen.sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 40);
+        assert!(
+            sizes.iter().all(|&n| n <= 8),
+            "max_batch respected: {sizes:?}"
+        );
+        // The first call leaves alone (a worker was idle and there is no
+        // wait); the rest gather while the workers compute.
+        assert_eq!(sizes[0], 1, "{sizes:?}");
+        assert!(sizes.len() <= 4 + 4 * workers, "few batches: {sizes:?}");
+        assert_eq!(seen.most_inside.load(SeqCst), workers, "{workers} workers");
+    }
 }
