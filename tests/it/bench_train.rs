@@ -4,33 +4,15 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::common::{torch_python, vpd};
+use crate::common::{torch_python, vpd_in, vpd_json};
 
 #[test]
 fn bench_train_compares_like_with_like_and_refuses_other_malloc_settings() {
     let Some(py) = torch_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let out = vpd()
-        .current_dir(dir.path())
-        .args([
-            "bench",
-            "train",
-            "--rounds",
-            "1",
-            "--threads",
-            "1",
-            "--json",
-        ])
-        .arg("--python")
-        .arg(&py)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bench = ["bench", "train", "--rounds", "1", "--threads", "1"];
+    let py_args = ["--python", py.to_str().unwrap(), "--json"];
+    let rows = vpd_json(dir.path(), &[&bench[..], &py_args].concat());
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for (row, batch) in rows.iter().zip([1, 64]) {
@@ -53,13 +35,8 @@ fn bench_train_compares_like_with_like_and_refuses_other_malloc_settings() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = vpd()
-        .current_dir(dir.path())
-        .args(["bench", "train", "--rounds", "1", "--threads", "1"])
-        .arg("--python")
-        .arg(&wrapper)
-        .output()
-        .unwrap();
+    let wrapped = ["--python", wrapper.to_str().unwrap()];
+    let out = vpd_in(dir.path(), &[&bench[..], &wrapped].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
