@@ -62,6 +62,10 @@ pub enum BenchCmd {
         /// Measured rounds (after one warm-up round).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// libtorch threads of the sequential mode's workers (the batched
+        /// mode's have one each, a worker per core).
+        #[arg(long, default_value_t = 1)]
+        sequential_threads: usize,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -92,18 +96,25 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             loc,
             programs,
             rounds,
+            sequential_threads,
             json,
         } => {
             let store = crate::cmd_store::open(cli)?;
             let (v, l) = crate::cmd_eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
-            // One libtorch thread per worker; a worker per core per module.
-            visprog_distiller::nn::set_threads(1);
             let quiet = *json;
-            let r = bench::exec::run(&store, &v, &l, *programs, *rounds, &|m| {
-                if !quiet {
-                    eprintln!("  {m}");
-                }
-            })?;
+            let r = bench::exec::run(
+                &store,
+                &v,
+                &l,
+                *programs,
+                *rounds,
+                *sequential_threads,
+                &|m| {
+                    if !quiet {
+                        eprintln!("  {m}");
+                    }
+                },
+            )?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(ExitCode::SUCCESS);
@@ -118,8 +129,12 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 r.batched.median, r.batched.min, r.batched.max, r.config.workers, r.max_in_flight, r.mean_batch, r.mean_loc_batch
             );
             println!(
-                "  sequential {:>8.1} programs/s (min {:.1}, max {:.1})",
-                r.sequential.median, r.sequential.min, r.sequential.max
+                "  sequential {:>8.1} programs/s (min {:.1}, max {:.1}); 1 worker a module with {} libtorch thread{}",
+                r.sequential.median,
+                r.sequential.min,
+                r.sequential.max,
+                r.sequential_threads,
+                if r.sequential_threads == 1 { "" } else { "s" }
             );
             println!(
                 "  speedup {:.2}x; predictions identical: {}",
@@ -129,6 +144,42 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             println!(
                 "  a round ({} VQA and {} LOC queries): wall time and each module's workers' time in forward passes, summed (medians): batched {:.3} s, VQA {:.3} s, LOC {:.3} s; sequential {:.3} s, VQA {:.3} s, LOC {:.3} s",
                 b.vqa_queries, b.loc_queries, b.batched_wall_s, b.batched_vqa_s, b.batched_loc_s, b.sequential_wall_s, b.sequential_vqa_s, b.sequential_loc_s
+            );
+            let c = &r.ceiling;
+            let cores = |cpu: f64, wall: f64| if wall > 0.0 { cpu / wall } else { 0.0 };
+            println!(
+                "  CPU time of a round (medians): batched {:.3} s on {:.2} cores, {:.3} s of it in forward passes, {:.3} s outside them; sequential {:.3} s on {:.2} cores, {:.3} s of it in forward passes",
+                b.batched_cpu_s,
+                cores(b.batched_cpu_s, b.batched_wall_s),
+                b.batched_forward_cpu_s,
+                b.batched_rest_cpu_s,
+                b.sequential_cpu_s,
+                cores(b.sequential_cpu_s, b.sequential_wall_s),
+                b.sequential_forward_cpu_s,
+            );
+            let net = |name: &str, ms: [f64; 2], batch: usize| {
+                if batch == 0 {
+                    format!("{name} oracle")
+                } else {
+                    format!(
+                        "{name} {:.3} ms at batch 1, {:.3} ms at batch {batch}",
+                        ms[0], ms[1]
+                    )
+                }
+            };
+            println!(
+                "  the networks alone on one core, a query: {}; {}",
+                net("VQA", c.vqa_ms, c.batch[0]),
+                net("LOC", c.loc_ms, c.batch[1])
+            );
+            println!(
+                "  ceiling on this machine {:.2}x: a batched round takes at least ({:.3} s outside forward passes + {:.3} s of forward passes at those costs) / {} cores = {:.3} s; reached {:.0}% of it",
+                c.speedup,
+                c.rest_cpu_s,
+                c.forward_alone_s,
+                c.cores,
+                c.min_round_s,
+                100.0 * c.reached
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -1,15 +1,25 @@
 //! `vpd bench exec`: programs per second through the actors with batching
 //! against the sequential mode (one program at a time, batches of one),
 //! same networks, data, thread count and image cache, rounds interleaved;
-//! the two modes' predictions must be identical.
+//! the two modes' predictions must be identical. It also accounts for
+//! the CPU time of each mode and works out the ceiling of the speedup on
+//! the machine it runs on (see [`Ceiling`]).
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use super::Spread;
 use crate::data::synth::Task;
+use crate::models;
+use crate::nn::detector::DetExample;
+use crate::nn::model::Example;
+use crate::nn::DeviceChoice;
 use crate::program::validate;
+use crate::runtime::actors::input_of;
 use crate::runtime::eval::{self, EvalError};
-use crate::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
+use crate::runtime::exec::{self, ExecConfig, ImageCache, Job, ModuleChoice};
 use crate::store::Store;
 
 /// The result.
@@ -41,6 +51,43 @@ pub struct ExecBench {
     pub predictions_identical: bool,
     /// Batched settings.
     pub config: ExecConfig,
+    /// libtorch threads of the sequential mode's workers (1 unless
+    /// `--sequential-threads`; the batched mode's workers have one each).
+    pub sequential_threads: usize,
+    /// The most the speedup can be on this machine, and what it is made of.
+    pub ceiling: Ceiling,
+}
+
+/// The most the speedup can be on this machine with these networks, from
+/// figures measured in the same run. A batched round takes at least
+/// `min_round_s` = (`rest_cpu_s` + `forward_alone_s`) / `cores`: every
+/// core busy all through it, every forward pass at its cost alone on one
+/// core at the mean batch the batched mode reached (no contention), and
+/// the rest of the work (programs, actors, batching: the batched round's
+/// CPU time outside the workers' forward passes) as measured.
+/// `speedup` = the sequential round / `min_round_s`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ceiling {
+    /// Cores of the machine.
+    pub cores: usize,
+    /// The bound.
+    pub speedup: f64,
+    /// The measured speedup as a share of the bound, 0-1.
+    pub reached: f64,
+    /// The forward passes of a round at the costs alone, CPU seconds.
+    pub forward_alone_s: f64,
+    /// Batched round: CPU seconds outside the workers' forward passes.
+    pub rest_cpu_s: f64,
+    /// The least a batched round can take, seconds.
+    pub min_round_s: f64,
+    /// Batch at which the batched costs were measured (VQA, LOC; 0 for an
+    /// oracle slot).
+    pub batch: [usize; 2],
+    /// VQA network alone on one core: milliseconds a query at batch 1 and
+    /// at `batch[0]` (0 for an oracle slot).
+    pub vqa_ms: [f64; 2],
+    /// LOC network likewise.
+    pub loc_ms: [f64; 2],
 }
 
 /// Worker busy time against wall time, per mode (medians over rounds).
@@ -58,6 +105,18 @@ pub struct BusyTimes {
     pub sequential_vqa_s: f64,
     /// Sequential: LOC worker seconds in forward passes.
     pub sequential_loc_s: f64,
+    /// Batched: CPU seconds of a round (every thread).
+    pub batched_cpu_s: f64,
+    /// Sequential: CPU seconds of a round.
+    pub sequential_cpu_s: f64,
+    /// Batched: CPU seconds of the workers' threads in forward passes
+    /// (VQA and LOC).
+    pub batched_forward_cpu_s: f64,
+    /// Batched: CPU seconds outside them (the median of each round's
+    /// difference).
+    pub batched_rest_cpu_s: f64,
+    /// Sequential: likewise.
+    pub sequential_forward_cpu_s: f64,
     /// VQA queries a round (the same in both modes).
     pub vqa_queries: usize,
     /// LOC queries a round.
@@ -72,20 +131,25 @@ impl ExecBench {
 }
 
 /// Runs `rounds` rounds of both modes on the first `programs` GQA test
-/// questions with `vqa` and `loc`.
+/// questions with `vqa` and `loc`, the sequential mode's workers with
+/// `sequential_threads` libtorch threads each (the batched mode's with
+/// one), then measures the networks alone for the ceiling.
 pub fn run(
     store: &Store,
     vqa: &ModuleChoice,
     loc: &ModuleChoice,
     programs: usize,
     rounds: usize,
+    sequential_threads: usize,
     progress: &dyn Fn(&str),
 ) -> Result<ExecBench, EvalError> {
+    let sequential_threads = sequential_threads.max(1);
+    crate::nn::set_threads(1);
     let data = eval::task_data(store, Task::Gqa, 1000)?;
     let mut jobs = eval::jobs(Task::Gqa, &data, "test")?;
     jobs.truncate(programs);
     let cache = ImageCache::default();
-    let batched_cfg = ExecConfig::batched(crate::nn::threads());
+    let batched_cfg = ExecConfig::batched(1);
     let (mut b, mut s) = (Vec::new(), Vec::new());
     let (mut bt, mut st) = (Vec::new(), Vec::new());
     let mut queries = (0, 0);
@@ -99,6 +163,7 @@ pub fn run(
             } else {
                 ExecConfig::sequential()
             };
+            crate::nn::set_threads(if batched { 1 } else { sequential_threads } as i32);
             let r = exec::execute(
                 store,
                 &jobs,
@@ -113,7 +178,14 @@ pub fn run(
             let rate = jobs.len() as f64 / r.seconds;
             // Round 0 warms the image cache and the allocator.
             if round > 0 {
-                let t = [r.seconds, r.vqa_busy_seconds, r.loc_busy_seconds];
+                let t = [
+                    r.seconds,
+                    r.vqa_busy_seconds,
+                    r.loc_busy_seconds,
+                    r.cpu_seconds,
+                    r.vqa_cpu_seconds + r.loc_cpu_seconds,
+                    (r.cpu_seconds - r.vqa_cpu_seconds - r.loc_cpu_seconds).max(0.0),
+                ];
                 queries = (r.vqa_queries, r.loc_queries);
                 if batched {
                     bt.push(t);
@@ -147,7 +219,8 @@ pub fn run(
         progress(&format!("round {round}/{rounds}"));
     }
     let (bs, ss) = (Spread::of(b), Spread::of(s));
-    let med = |v: &[[f64; 3]], k: usize| Spread::of(v.iter().map(|x| x[k]).collect()).median;
+    crate::nn::set_threads(1);
+    let med = |v: &[[f64; 6]], k: usize| Spread::of(v.iter().map(|x| x[k]).collect()).median;
     let busy = BusyTimes {
         batched_wall_s: med(&bt, 0),
         batched_vqa_s: med(&bt, 1),
@@ -155,9 +228,22 @@ pub fn run(
         sequential_wall_s: med(&st, 0),
         sequential_vqa_s: med(&st, 1),
         sequential_loc_s: med(&st, 2),
+        batched_cpu_s: med(&bt, 3),
+        sequential_cpu_s: med(&st, 3),
+        batched_forward_cpu_s: med(&bt, 4),
+        batched_rest_cpu_s: med(&bt, 5),
+        sequential_forward_cpu_s: med(&st, 4),
         vqa_queries: queries.0,
         loc_queries: queries.1,
     };
+    progress("the networks alone on one core");
+    let batch = |m: &ModuleChoice, mean: f64| match m {
+        ModuleChoice::Oracle => 0,
+        ModuleChoice::Version(_) => (mean.round() as usize).clamp(1, batched_cfg.max_batch),
+    };
+    let batch = [batch(vqa, mean_batch), batch(loc, mean_loc)];
+    let alone = alone_costs(store, vqa, loc, &jobs, &cache, batch)?;
+    let ceiling = ceiling(&busy, batch, alone, bs.median / ss.median);
     Ok(ExecBench {
         batched_programs_per_s: bs.median,
         sequential_programs_per_s: ss.median,
@@ -171,5 +257,120 @@ pub fn run(
         sequential: ss,
         predictions_identical: true,
         config: batched_cfg,
+        sequential_threads,
+        ceiling,
     })
+}
+
+/// The bound of [`Ceiling`] from a run's medians and the networks' costs
+/// alone (`[batch 1, batched]` milliseconds a query, VQA then LOC).
+fn ceiling(b: &BusyTimes, batch: [usize; 2], alone: [[f64; 2]; 2], speedup: f64) -> Ceiling {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let forward = (b.vqa_queries as f64 * alone[0][1] + b.loc_queries as f64 * alone[1][1]) / 1e3;
+    let min_round = (b.batched_rest_cpu_s + forward) / cores as f64;
+    let bound = if min_round > 0.0 {
+        b.sequential_wall_s / min_round
+    } else {
+        f64::INFINITY
+    };
+    Ceiling {
+        cores,
+        speedup: bound,
+        reached: speedup / bound,
+        forward_alone_s: forward,
+        rest_cpu_s: b.batched_rest_cpu_s,
+        min_round_s: min_round,
+        batch,
+        vqa_ms: alone[0],
+        loc_ms: alone[1],
+    }
+}
+
+/// Milliseconds a query of each network alone on this thread (one
+/// libtorch thread), at batch 1 and at `batch` (VQA, LOC; zeros for an
+/// oracle slot or a batch of 0): the least of 7 timings of at least 128
+/// queries each (the cost alone: anything else running only adds), on the
+/// inputs of the first jobs (a forward pass costs the same whatever the
+/// pixels and words).
+fn alone_costs(
+    store: &Store,
+    vqa: &ModuleChoice,
+    loc: &ModuleChoice,
+    jobs: &[Job],
+    cache: &ImageCache,
+    batch: [usize; 2],
+) -> Result<[[f64; 2]; 2], EvalError> {
+    type Inputs = Vec<(Arc<Vec<f32>>, String)>;
+    let images = |side: u32| -> Result<Inputs, EvalError> {
+        jobs.iter()
+            .take(32)
+            .map(|j| {
+                let (_, path) = j.inputs.first().ok_or_else(|| {
+                    EvalError::Invalid(format!("example {} has no input image", j.id))
+                })?;
+                let img = cache.get(path).map_err(EvalError::Invalid)?;
+                Ok((input_of(&img, side), j.text.clone()))
+            })
+            .collect()
+    };
+    let time = |b: usize, n: usize, f: &mut dyn FnMut(usize)| -> f64 {
+        if b == 0 || n == 0 {
+            return 0.0;
+        }
+        let calls = 128usize.div_ceil(b);
+        f(b);
+        (0..7)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..calls {
+                    f(b);
+                }
+                t.elapsed().as_secs_f64() * 1e3 / (calls * b) as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let mut out = [[0.0; 2]; 2];
+    if let (ModuleChoice::Version(r), b) = (vqa, batch[0]) {
+        let net = models::load_vqa(store, r, DeviceChoice::Cpu)?;
+        let inputs = images(net.model.meta.film.image_size as u32)?;
+        let mut run = |b: usize| {
+            let ex: Vec<Example> = (0..b)
+                .map(|i| {
+                    let (img, text) = &inputs[i % inputs.len()];
+                    Example {
+                        images: vec![img.clone()],
+                        text: text.clone(),
+                        label: 0,
+                    }
+                })
+                .collect();
+            net.model.predict(&ex);
+        };
+        out[0] = [
+            time(1, inputs.len(), &mut run),
+            time(b, inputs.len(), &mut run),
+        ];
+    }
+    if let (ModuleChoice::Version(r), b) = (loc, batch[1]) {
+        let net = models::load_loc(store, r, DeviceChoice::Cpu)?;
+        let inputs = images(net.detector.meta.config.image_size as u32)?;
+        let mut run = |b: usize| {
+            let ex: Vec<DetExample> = (0..b)
+                .map(|i| {
+                    let (img, text) = &inputs[i % inputs.len()];
+                    DetExample {
+                        image: img.clone(),
+                        name: text.clone(),
+                        boxes: vec![],
+                    }
+                })
+                .collect();
+            net.detector.detect(&ex, &net.settings);
+        };
+        out[1] = [
+            time(1, inputs.len(), &mut run),
+            time(b, inputs.len(), &mut run),
+        ];
+    }
+    Ok(out)
 }

@@ -67,19 +67,52 @@ pub struct WorkerStats {
     pub queries: AtomicUsize,
     /// Worker restarts after a panic.
     pub restarts: AtomicUsize,
-    /// Nanoseconds spent in the network's forward passes.
+    /// Nanoseconds spent in the network's forward passes (wall clock).
     pub busy_ns: std::sync::atomic::AtomicU64,
+    /// CPU nanoseconds of the worker threads in forward passes (less than
+    /// `busy_ns` when other threads took the core meanwhile).
+    pub cpu_ns: std::sync::atomic::AtomicU64,
+}
+
+/// CPU nanoseconds the calling thread has used.
+pub fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the struct it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return 0;
+    }
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// A forward pass's start: wall clock and the thread's CPU time.
+struct Mark(std::time::Instant, u64);
+
+impl Mark {
+    fn now() -> Mark {
+        Mark(std::time::Instant::now(), thread_cpu_ns())
+    }
 }
 
 impl WorkerStats {
-    fn busy(&self, since: std::time::Instant) {
+    fn busy(&self, since: Mark) {
         self.busy_ns
-            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(since.0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.cpu_ns
+            .fetch_add(thread_cpu_ns().saturating_sub(since.1), Ordering::Relaxed);
     }
 
     /// Seconds spent in forward passes.
     pub fn busy_seconds(&self) -> f64 {
         self.busy_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// CPU seconds of the worker threads in forward passes (one libtorch
+    /// thread each; with more, their helper threads are not counted).
+    pub fn cpu_seconds(&self) -> f64 {
+        self.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Mean queries per forward pass.
@@ -135,7 +168,7 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
                     label: 0,
                 })
                 .collect();
-            let t0 = std::time::Instant::now();
+            let t0 = Mark::now();
             let p = self.net.model.predict(&ex);
             self.stats.busy(t0);
             p
@@ -186,7 +219,7 @@ impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
                     boxes: vec![],
                 })
                 .collect();
-            let t0 = std::time::Instant::now();
+            let t0 = Mark::now();
             let d = self.net.detector.detect(&ex, &self.net.settings);
             self.stats.busy(t0);
             d

@@ -136,8 +136,12 @@ pub struct ExampleOutcome {
 pub struct ExecReport {
     /// One per job, in job order.
     pub outcomes: Vec<ExampleOutcome>,
-    /// Wall-clock seconds of the execution.
+    /// Wall-clock seconds of the execution (from the moment every worker
+    /// has its network).
     pub seconds: f64,
+    /// CPU seconds (user and system, every thread of the process) over
+    /// those wall-clock seconds.
+    pub cpu_seconds: f64,
     /// Most programs observed in flight at once.
     pub max_in_flight: usize,
     /// Mean batch of the VQA worker (0 without one).
@@ -152,6 +156,10 @@ pub struct ExecReport {
     pub vqa_busy_seconds: f64,
     /// Seconds the LOC worker spent in forward passes.
     pub loc_busy_seconds: f64,
+    /// CPU seconds of the VQA workers' threads in forward passes.
+    pub vqa_cpu_seconds: f64,
+    /// CPU seconds of the LOC workers' threads in forward passes.
+    pub loc_cpu_seconds: f64,
     /// Worker restarts after a crash.
     pub restarts: usize,
     /// The settings.
@@ -193,6 +201,38 @@ struct Actors {
     generator: Addr<ProgramGenerator>,
     arbiter: ArbiterHandle,
     system: System,
+}
+
+/// CPU seconds (user and system) this process has used, all threads.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// Counts the workers that have their network: `SyncArbiter::start` makes
+/// them on their own threads, after it returns, and the execution's clock
+/// starts once they all have.
+#[derive(Default)]
+struct Ready(Mutex<usize>, std::sync::Condvar);
+
+impl Ready {
+    fn one(&self) {
+        *self.0.lock().expect("ready lock") += 1;
+        self.1.notify_all();
+    }
+    /// Waits until `n` workers are ready (at most 60 s: a worker whose
+    /// network fails to load is reported by its first batch instead).
+    fn wait(&self, n: usize) {
+        let g = self.0.lock().expect("ready lock");
+        let _ = self
+            .1
+            .wait_timeout_while(g, Duration::from_secs(60), |k| *k < n);
+    }
 }
 
 /// Sends from any thread: the request runs on `arbiter`, the caller
@@ -275,7 +315,8 @@ impl Perception for ActorLoc {
 pub struct ImageCache(Arc<Mutex<HashMap<PathBuf, Arc<RgbImage>>>>);
 
 impl ImageCache {
-    fn get(&self, path: &PathBuf) -> Result<Arc<RgbImage>, String> {
+    /// The decoded image at `path`, decoded once.
+    pub fn get(&self, path: &PathBuf) -> Result<Arc<RgbImage>, String> {
         if let Some(i) = self.0.lock().expect("cache lock").get(path) {
             return Ok(i.clone());
         }
@@ -288,6 +329,7 @@ impl ImageCache {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_actors(
     store: &Store,
     vqa: &ModuleChoice,
@@ -296,6 +338,7 @@ fn start_actors(
     llm: Option<LlmConfig>,
     cfg: ExecConfig,
     stats: (Arc<WorkerStats>, Arc<WorkerStats>),
+    ready: Arc<Ready>,
 ) -> Result<(Actors, std::thread::JoinHandle<()>, Option<VqaInfo>), ExecError> {
     // Load each network once here, so that a bad version is an error now
     // and not a panic inside a worker thread.
@@ -333,10 +376,15 @@ fn start_actors(
             let wait = Duration::from_millis(cfg.max_wait_ms);
             let vqa = vqa_spec.map(|(r, label)| {
                 let (st, s, l) = (store.clone(), stats.0.clone(), label.clone());
-                let w = SyncArbiter::start(cfg.workers.max(1), move || VqaWorker {
-                    net: models::load_vqa(&st, &r, crate::nn::DeviceChoice::Cpu)
-                        .expect("checked before the workers started"),
-                    stats: s.clone(),
+                let ready = ready.clone();
+                let w = SyncArbiter::start(cfg.workers.max(1), move || {
+                    let w = VqaWorker {
+                        net: models::load_vqa(&st, &r, crate::nn::DeviceChoice::Cpu)
+                            .expect("checked before the workers started"),
+                        stats: s.clone(),
+                    };
+                    ready.one();
+                    w
                 });
                 let b = Batcher::new(
                     w.recipient::<Batch<VqaQuery, Vec<f32>>>(),
@@ -348,10 +396,15 @@ fn start_actors(
             });
             let loc = loc_spec.map(|(r, label)| {
                 let (st, s, l) = (store.clone(), stats.1.clone(), label.clone());
-                let w = SyncArbiter::start(cfg.workers.max(1), move || LocWorker {
-                    net: models::load_loc(&st, &r, crate::nn::DeviceChoice::Cpu)
-                        .expect("checked before the workers started"),
-                    stats: s.clone(),
+                let ready = ready.clone();
+                let w = SyncArbiter::start(cfg.workers.max(1), move || {
+                    let w = LocWorker {
+                        net: models::load_loc(&st, &r, crate::nn::DeviceChoice::Cpu)
+                            .expect("checked before the workers started"),
+                        stats: s.clone(),
+                    };
+                    ready.one();
+                    w
                 });
                 let b = Batcher::new(
                     w.recipient::<Batch<LocQuery, Vec<Detection>>>(),
@@ -399,7 +452,23 @@ pub fn execute(
         Arc::new(WorkerStats::default()),
         Arc::new(WorkerStats::default()),
     );
-    let (actors, handle, answers) = start_actors(store, vqa, loc, task, llm, cfg, stats.clone())?;
+    let ready = Arc::new(Ready::default());
+    let (actors, handle, answers) = start_actors(
+        store,
+        vqa,
+        loc,
+        task,
+        llm,
+        cfg,
+        stats.clone(),
+        ready.clone(),
+    )?;
+    let networks = [actors.vqa.is_some(), actors.loc.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    ready.wait(networks * cfg.workers.max(1));
+    let cpu0 = process_cpu_seconds();
     let t0 = Instant::now();
     let next = AtomicUsize::new(0);
     let in_flight = AtomicUsize::new(0);
@@ -421,6 +490,7 @@ pub fn execute(
         }
     });
     let seconds = t0.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu0;
     actors.system.stop();
     let _ = handle.join();
     Ok(ExecReport {
@@ -431,6 +501,7 @@ pub fn execute(
             .map(|o| o.expect("every job ran"))
             .collect(),
         seconds,
+        cpu_seconds,
         max_in_flight: max_seen.load(Ordering::SeqCst),
         vqa_mean_batch: stats.0.mean_batch(),
         loc_mean_batch: stats.1.mean_batch(),
@@ -438,6 +509,8 @@ pub fn execute(
         loc_queries: stats.1.queries.load(Ordering::Relaxed),
         vqa_busy_seconds: stats.0.busy_seconds(),
         loc_busy_seconds: stats.1.busy_seconds(),
+        vqa_cpu_seconds: stats.0.cpu_seconds(),
+        loc_cpu_seconds: stats.1.cpu_seconds(),
         restarts: stats.0.restarts.load(Ordering::Relaxed)
             + stats.1.restarts.load(Ordering::Relaxed),
         config: cfg,

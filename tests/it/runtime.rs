@@ -150,6 +150,7 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
         bounded.seconds
     );
     assert_eq!(bounded.loc_busy_seconds, 0.0);
+    assert!(bounded.cpu_seconds > 0.0, "CPU time of the run is measured");
     let seq = run(ExecConfig::sequential());
     assert_eq!(seq.max_in_flight, 1);
     assert!((seq.vqa_mean_batch - 1.0).abs() < 1e-9);
@@ -158,6 +159,84 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
     };
     assert_eq!(said(&bounded), said(&seq));
     assert!(bounded.outcomes.iter().all(|o| o.error.is_none()));
+}
+
+#[test]
+fn bench_exec_accounts_for_cpu_time_and_bounds_the_speedup() {
+    let d = tempfile::tempdir().unwrap();
+    let _st = student_store(d.path());
+    let j = vpd_json(
+        d.path(),
+        &[
+            "--store",
+            "st",
+            "bench",
+            "exec",
+            "--vqa",
+            "vqa@1",
+            "--loc",
+            "oracle",
+            "--programs",
+            "24",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(j["predictions_identical"], true, "{j}");
+    assert_eq!(j["programs"], 24);
+    assert_eq!(j["sequential_threads"], 1);
+    for k in [
+        "batched_programs_per_s",
+        "sequential_programs_per_s",
+        "speedup",
+    ] {
+        assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {j}");
+    }
+    let b = &j["busy"];
+    for k in ["batched_cpu_s", "sequential_cpu_s", "sequential_wall_s"] {
+        assert!(b[k].as_f64().unwrap() > 0.0, "{k}: {j}");
+    }
+    let c = &j["ceiling"];
+    // The VQA network was timed alone, at batch 1 and at the batch the
+    // batched mode reached; the oracle LOC slot has no network.
+    let batch = c["batch"][0].as_u64().unwrap();
+    assert!((1..=32).contains(&batch), "{c}");
+    assert_eq!(
+        batch,
+        (j["mean_batch"].as_f64().unwrap().round() as u64).clamp(1, 32)
+    );
+    assert!(c["vqa_ms"][0].as_f64().unwrap() > 0.0 && c["vqa_ms"][1].as_f64().unwrap() > 0.0);
+    assert_eq!(c["batch"][1], 0);
+    assert_eq!(c["loc_ms"], serde_json::json!([0.0, 0.0]));
+    // The bound follows from the figures it names.
+    let cores = c["cores"].as_f64().unwrap();
+    let vqa_q = b["vqa_queries"].as_f64().unwrap();
+    assert!(vqa_q > 0.0);
+    // CPU time in forward passes is measured on the workers' threads, and
+    // the rest is what the process used besides.
+    let fwd = b["batched_forward_cpu_s"].as_f64().unwrap();
+    let rest = b["batched_rest_cpu_s"].as_f64().unwrap();
+    assert!(fwd > 0.0 && rest > 0.0, "{b}");
+    assert!(b["sequential_forward_cpu_s"].as_f64().unwrap() > 0.0, "{b}");
+    assert_eq!(c["rest_cpu_s"], b["batched_rest_cpu_s"]);
+    let forward = vqa_q * c["vqa_ms"][1].as_f64().unwrap() / 1e3;
+    assert!((c["forward_alone_s"].as_f64().unwrap() - forward).abs() < 1e-9);
+    let least = (rest + forward) / cores;
+    assert!(
+        (c["min_round_s"].as_f64().unwrap() - least).abs() < 1e-9,
+        "{c}"
+    );
+    let bound = b["sequential_wall_s"].as_f64().unwrap() / least;
+    assert!(
+        (c["speedup"].as_f64().unwrap() - bound).abs() < 1e-6 * bound,
+        "{c}"
+    );
+    let reached = j["speedup"].as_f64().unwrap() / bound;
+    assert!(
+        (c["reached"].as_f64().unwrap() - reached).abs() < 1e-6,
+        "{c}"
+    );
 }
 
 #[test]
