@@ -112,11 +112,13 @@ pub struct BusyTimes {
     /// Batched: CPU seconds of the workers' threads in forward passes
     /// (VQA and LOC).
     pub batched_forward_cpu_s: f64,
-    /// Batched: CPU seconds outside them (the median of each round's
-    /// difference).
-    pub batched_rest_cpu_s: f64,
-    /// Sequential: likewise.
+    /// Sequential: CPU seconds of the worker's thread in forward passes
+    /// (its libtorch helper threads, with `--sequential-threads` above 1,
+    /// not counted).
     pub sequential_forward_cpu_s: f64,
+    /// Batched: CPU seconds outside the workers' forward passes (the
+    /// median of each round's difference).
+    pub batched_rest_cpu_s: f64,
     /// VQA queries a round (the same in both modes).
     pub vqa_queries: usize,
     /// LOC queries a round.
@@ -231,8 +233,8 @@ pub fn run(
         batched_cpu_s: med(&bt, 3),
         sequential_cpu_s: med(&st, 3),
         batched_forward_cpu_s: med(&bt, 4),
-        batched_rest_cpu_s: med(&bt, 5),
         sequential_forward_cpu_s: med(&st, 4),
+        batched_rest_cpu_s: med(&bt, 5),
         vqa_queries: queries.0,
         loc_queries: queries.1,
     };
