@@ -13,4 +13,6 @@ pub mod nn;
 pub mod program;
 pub mod report;
 pub mod runtime;
+pub mod stats;
 pub mod store;
+pub mod vocab;

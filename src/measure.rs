@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::data::gqa;
 use crate::data::images::{decode, to_model_input};
 use crate::data::rng::Rng;
-use crate::data::synth::{enlarged, PairScenes, Task};
+use crate::data::synth::{enlarged, PairScenes};
 use crate::data::world::{plural, COLORS, SHAPES};
 use crate::data::DataError;
 use crate::models::{self, ModelError, INPUT};
@@ -33,6 +33,7 @@ use crate::nn::detector::{DetExample, PrCounts};
 use crate::nn::model::{Example, Model};
 use crate::nn::DeviceChoice;
 use crate::store::{Store, VersionRef};
+use crate::vocab::Corpus;
 
 /// One object of a test image.
 #[derive(Debug, Clone)]
@@ -110,8 +111,11 @@ pub fn nlvr2_pairs(dir: &Path, split: &str) -> Result<Vec<[SceneImage; 2]>, Data
         path: p.clone(),
         source,
     })?;
-    let all: BTreeMap<String, PairScenes> = serde_json::from_slice(&bytes)
-        .map_err(|e| DataError::Invalid(format!("{}: {e}", p.display())))?;
+    let all: BTreeMap<String, PairScenes> =
+        serde_json::from_slice(&bytes).map_err(|e| DataError::Malformed {
+            path: p.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let imgs = dir.join("images").join(split);
     Ok(all
         .iter()
@@ -376,7 +380,7 @@ pub struct Versions {
     pub nlvr2_teacher: Option<VersionRef>,
 }
 
-fn data_of(store: &Store, r: Option<&VersionRef>, task: Task) -> Result<PathBuf, ModelError> {
+fn data_of(store: &Store, r: Option<&VersionRef>, task: Corpus) -> Result<PathBuf, ModelError> {
     Ok(models::data_of_version(store, r, task, 1000)?)
 }
 
@@ -390,10 +394,10 @@ pub fn measure(store: &Store, which: &Versions, limit: usize) -> Result<Report, 
     let generic = data_of(
         store,
         which.vqa.as_ref().or(which.loc.as_ref()),
-        Task::Generic,
+        Corpus::Generic,
     )?;
-    let gqa_dir = data_of(store, which.gqa_teacher.as_ref(), Task::Gqa)?;
-    let nlvr2_dir = data_of(store, which.nlvr2_teacher.as_ref(), Task::Nlvr2)?;
+    let gqa_dir = data_of(store, which.gqa_teacher.as_ref(), Corpus::Gqa)?;
+    let nlvr2_dir = data_of(store, which.nlvr2_teacher.as_ref(), Corpus::Nlvr2)?;
     let mut domains: Vec<(&str, Vec<SceneImage>)> = vec![
         ("generic", generic_scenes(&generic, "test")?),
         ("gqa", gqa_scenes(&gqa_dir, "test")?),

@@ -13,7 +13,7 @@ use crate::data::check::peak_rss_mb;
 use crate::data::gqa;
 use crate::data::render;
 use crate::data::rng::Rng;
-use crate::data::synth::{self, SynthConfig, Task};
+use crate::data::synth::{self, Corpus, SynthConfig};
 use crate::data::world::Scene;
 use crate::data::DataError;
 
@@ -75,26 +75,30 @@ pub enum LoadMode {
 pub fn load_once(file: &Path, mode: LoadMode) -> Result<LoadRun, DataError> {
     let base = peak_rss_mb();
     let t = Instant::now();
-    let questions = if mode == LoadMode::Stream {
-        let mut issues = Vec::new();
-        let mut n = 0usize;
-        gqa::for_each_question(file, &mut issues, |q| {
-            n += 1;
-            std::hint::black_box(q);
-        })?;
-        n
-    } else if mode == LoadMode::Tree {
-        let f = std::fs::File::open(file).map_err(|source| DataError::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
-        let v: serde_json::Value = serde_json::from_reader(std::io::BufReader::new(f))
-            .map_err(|e| DataError::Invalid(format!("{}: {e}", file.display())))?;
-        v.as_object().map_or(0, |m| m.len())
-    } else {
-        let (qs, _) = gqa::load_questions(file)?;
-        qs.len()
-    };
+    let questions =
+        if mode == LoadMode::Stream {
+            let mut issues = Vec::new();
+            let mut n = 0usize;
+            gqa::for_each_question(file, &mut issues, |q| {
+                n += 1;
+                std::hint::black_box(q);
+            })?;
+            n
+        } else if mode == LoadMode::Tree {
+            let f = std::fs::File::open(file).map_err(|source| DataError::Io {
+                path: file.to_path_buf(),
+                source,
+            })?;
+            let v: serde_json::Value = serde_json::from_reader(std::io::BufReader::new(f))
+                .map_err(|e| DataError::Malformed {
+                    path: file.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            v.as_object().map_or(0, |m| m.len())
+        } else {
+            let (qs, _) = gqa::load_questions(file)?;
+            qs.len()
+        };
     let seconds = t.elapsed().as_secs_f64();
     Ok(LoadRun {
         questions,
@@ -181,14 +185,14 @@ fn run_in(
         let img = render::render(s, &render::GQA, size, &mut rng);
         let mut buf = std::io::Cursor::new(Vec::new());
         img.write_to(&mut buf, image::ImageFormat::Png)
-            .map_err(|e| DataError::Invalid(e.to_string()))?;
+            .map_err(|e| DataError::Bench(e.to_string()))?;
         std::hint::black_box(buf);
     }
     let images_png_per_s = scenes.len() as f64 / t.elapsed().as_secs_f64();
 
     progress("writing the large questions file");
     let cfg = SynthConfig {
-        task: Task::Gqa,
+        task: Corpus::Gqa,
         n: 60,
         seed: 0,
         size: 32,

@@ -11,16 +11,15 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Spread;
-use crate::data::synth::Task;
 use crate::models;
 use crate::nn::detector::DetExample;
 use crate::nn::model::Example;
 use crate::nn::DeviceChoice;
-use crate::program::validate;
 use crate::runtime::actors::input_of;
 use crate::runtime::eval::{self, EvalError};
 use crate::runtime::exec::{self, ExecConfig, ImageCache, Job, ModuleChoice};
 use crate::store::Store;
+use crate::vocab::Task;
 
 /// The result.
 #[derive(Debug, Clone, Serialize)]
@@ -169,7 +168,7 @@ pub fn run(
             let r = exec::execute(
                 store,
                 &jobs,
-                validate::Task::Gqa,
+                Task::Gqa,
                 vqa,
                 loc,
                 None,
@@ -213,10 +212,10 @@ pub fn run(
                 .zip(&preds[1])
                 .filter(|(a, b)| a != b)
                 .count();
-            return Err(EvalError::Invalid(format!(
-                "batched and sequential predictions differ on {diff} of {} programs",
-                jobs.len()
-            )));
+            return Err(EvalError::ModesDisagree {
+                differ: diff,
+                of: jobs.len(),
+            });
         }
         progress(&format!("round {round}/{rounds}"));
     }
@@ -307,10 +306,14 @@ fn alone_costs(
         jobs.iter()
             .take(32)
             .map(|j| {
-                let (_, path) = j.inputs.first().ok_or_else(|| {
-                    EvalError::Invalid(format!("example {} has no input image", j.id))
+                let (_, path) = j.inputs.first().ok_or_else(|| EvalError::Input {
+                    example: j.id.clone(),
+                    message: "no input image".into(),
                 })?;
-                let img = cache.get(path).map_err(EvalError::Invalid)?;
+                let img = cache.get(path).map_err(|message| EvalError::Input {
+                    example: j.id.clone(),
+                    message,
+                })?;
                 Ok((input_of(&img, side), j.text.clone()))
             })
             .collect()

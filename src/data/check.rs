@@ -304,7 +304,7 @@ pub fn gqa_files(root: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, DataE
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(DataError::Invalid(format!(
+        return Err(DataError::Missing(format!(
             "no {}_questions.json under {}",
             split.map_or("*".to_string(), |s| format!("{s}_*")),
             dir.display()
@@ -334,7 +334,7 @@ pub fn nlvr2_files(root: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, Dat
     }
     files.sort();
     if files.is_empty() {
-        return Err(DataError::Invalid(format!(
+        return Err(DataError::Missing(format!(
             "no {} under {}",
             split.map_or("*.json".to_string(), |s| format!("{s}.json")),
             root.display()

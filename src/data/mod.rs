@@ -2,6 +2,7 @@
 //! world that writes them, and `vpd data check`. No tch here: images become
 //! plain `Vec<f32>` in [`images::to_model_input`].
 
+pub mod cache;
 pub mod check;
 pub mod gqa;
 pub mod images;
@@ -69,7 +70,24 @@ pub enum DataError {
         /// Why.
         message: String,
     },
-    /// A usage problem: an unknown task, split or domain, a bad size.
+    /// A file that reads but does not hold what its format says.
+    #[error("{path}: {message}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (with the line where known).
+        message: String,
+    },
+    /// Something a dataset should hold is not there: an image, a split.
     #[error("{0}")]
-    Invalid(String),
+    Missing(String),
+    /// Settings outside what the generator takes (a size, a count).
+    #[error("{0}")]
+    BadSettings(String),
+    /// The synthetic world's generator could not build what was asked.
+    #[error("{0}")]
+    Generator(String),
+    /// A benchmark's own step failed (spawning its loader, encoding).
+    #[error("{0}")]
+    Bench(String),
 }

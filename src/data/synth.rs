@@ -14,30 +14,7 @@ use super::render::{self, DomainStyle};
 use super::rng::Rng;
 use super::world::{Scene, COLORS, RELATIONS, SHAPES};
 use super::{nlvr2, synth_gqa, synth_nlvr2, DataError, SPLITS};
-
-/// What to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// GQA-format questions.
-    Gqa,
-    /// NLVR2-format statements.
-    Nlvr2,
-    /// The students' pre-training corpus.
-    Generic,
-}
-
-impl std::str::FromStr for Task {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Task, String> {
-        match s {
-            "gqa" => Ok(Task::Gqa),
-            "nlvr2" => Ok(Task::Nlvr2),
-            "generic" => Ok(Task::Generic),
-            _ => Err(format!("unknown task `{s}` (gqa, nlvr2 or generic)")),
-        }
-    }
-}
+pub use crate::vocab::Corpus;
 
 /// Version of the generators: part of the key of data made for the store,
 /// so that data written by an older generator is not reused. Raise it with
@@ -47,8 +24,8 @@ pub const GENERATOR_VERSION: u32 = 2;
 /// Generator settings; together they key the data in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SynthConfig {
-    /// Task.
-    pub task: Task,
+    /// What to write (the serde name `task` is part of stored data keys).
+    pub task: Corpus,
     /// Examples per split.
     pub n: usize,
     /// Seed.
@@ -147,19 +124,19 @@ pub fn write(
     progress: &dyn Fn(usize, usize),
 ) -> Result<SynthReport, DataError> {
     if !(16..=512).contains(&cfg.size) {
-        return Err(DataError::Invalid(format!(
+        return Err(DataError::BadSettings(format!(
             "--size {} is out of range (16 to 512 pixels)",
             cfg.size
         )));
     }
     if cfg.n == 0 {
-        return Err(DataError::Invalid("--n must be at least 1".into()));
+        return Err(DataError::BadSettings("--n must be at least 1".into()));
     }
     mkdir(out)?;
     match cfg.task {
-        Task::Gqa => write_gqa(cfg, out, progress),
-        Task::Nlvr2 => write_nlvr2(cfg, out, progress),
-        Task::Generic => write_generic(cfg, out, progress),
+        Corpus::Gqa => write_gqa(cfg, out, progress),
+        Corpus::Nlvr2 => write_nlvr2(cfg, out, progress),
+        Corpus::Generic => write_generic(cfg, out, progress),
     }
 }
 
@@ -215,7 +192,7 @@ fn write_gqa(
                         .map(|b| (s, b))
                 })
                 .ok_or_else(|| {
-                    DataError::Invalid(format!("could not build a {} question", fam.name))
+                    DataError::Generator(format!("could not build a {} question", fam.name))
                 })?;
             let code = split_code(split);
             let image_id = format!("{code}{i:06}");
@@ -339,7 +316,9 @@ fn write_nlvr2(
                     synth_nlvr2::build(fam, label, &mut rng, &mut l, &mut r, style.scale)
                         .map(|b| (l, r, b))
                 })
-                .ok_or_else(|| DataError::Invalid(format!("could not build a {fam} statement")))?;
+                .ok_or_else(|| {
+                    DataError::Generator(format!("could not build a {fam} statement"))
+                })?;
             let prefix = format!("{split}-{}-{}", i / 4, i % 4);
             let ex = nlvr2::Example {
                 identifier: format!("{prefix}-0"),

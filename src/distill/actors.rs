@@ -34,8 +34,11 @@ pub struct LoadTeacher(pub Arc<Vec<u8>>);
 impl Handler<LoadTeacher> for Teacher {
     type Result = Result<(), String>;
     fn handle(&mut self, msg: LoadTeacher, _: &mut SyncContext<Self>) -> Self::Result {
-        self.model = Some(Model::from_bytes(&msg.0, DeviceChoice::Cpu).map_err(|e| e.to_string())?);
-        Ok(())
+        guarded(move || {
+            self.model =
+                Some(Model::from_bytes(&msg.0, DeviceChoice::Cpu).map_err(|e| e.to_string())?);
+            Ok(())
+        })
     }
 }
 
@@ -48,12 +51,14 @@ pub struct Label(pub Vec<Example>);
 impl Handler<Label> for Teacher {
     type Result = Result<Vec<Vec<f32>>, String>;
     fn handle(&mut self, msg: Label, _: &mut SyncContext<Self>) -> Self::Result {
-        let m = self.model.as_ref().ok_or("the teacher is not loaded")?;
-        let out = m.predict(&msg.0);
-        if out.iter().any(Vec::is_empty) {
-            return Err("the teacher gave no distribution for some queries".into());
-        }
-        Ok(out)
+        guarded(move || {
+            let m = self.model.as_ref().ok_or("the teacher is not loaded")?;
+            let out = m.predict(&msg.0);
+            if out.iter().any(Vec::is_empty) {
+                return Err("the teacher gave no distribution for some queries".into());
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -124,29 +129,31 @@ pub struct Trained {
 impl Handler<Fit> for Trainer {
     type Result = Result<Trained, String>;
     fn handle(&mut self, msg: Fit, _: &mut SyncContext<Self>) -> Self::Result {
-        let train = std::mem::take(&mut self.train);
-        let dev = std::mem::take(&mut self.dev);
-        let e = |e: crate::nn::NnError| e.to_string();
-        let parent = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
-        let mut student = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
-        let progress = msg.progress.clone();
-        let report = distill::distill(
-            &mut student,
-            Some(&parent),
-            &train,
-            &dev,
-            &distill::Keep {
-                replay: &msg.replay,
-                anchor: &msg.anchor,
-            },
-            &msg.config,
-            &move |a, b, c| progress(a, b, c),
-        )
-        .map_err(e)?;
-        Ok(Trained {
-            checkpoint: student.to_bytes().map_err(e)?,
-            report,
-            samples: (train.len(), dev.len()),
+        guarded(move || {
+            let train = std::mem::take(&mut self.train);
+            let dev = std::mem::take(&mut self.dev);
+            let e = |e: crate::nn::NnError| e.to_string();
+            let parent = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+            let mut student = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+            let progress = msg.progress.clone();
+            let report = distill::distill(
+                &mut student,
+                Some(&parent),
+                &train,
+                &dev,
+                &distill::Keep {
+                    replay: &msg.replay,
+                    anchor: &msg.anchor,
+                },
+                &msg.config,
+                &move |a, b, c| progress(a, b, c),
+            )
+            .map_err(e)?;
+            Ok(Trained {
+                checkpoint: student.to_bytes().map_err(e)?,
+                report,
+                samples: (train.len(), dev.len()),
+            })
         })
     }
 }
@@ -180,17 +187,45 @@ pub struct TrainedLoc {
 impl Handler<FitLoc> for Trainer {
     type Result = Result<TrainedLoc, String>;
     fn handle(&mut self, msg: FitLoc, _: &mut SyncContext<Self>) -> Self::Result {
-        let e = |e: crate::nn::NnError| e.to_string();
-        let mut det = Detector::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
-        let progress = msg.progress.clone();
-        let report = det
-            .train(&msg.train, &msg.dev, &msg.config, &move |a, b, c| {
-                progress(a + 1, b, c)
+        guarded(move || {
+            let e = |e: crate::nn::NnError| e.to_string();
+            let mut det = Detector::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+            let progress = msg.progress.clone();
+            let report = det
+                .train(&msg.train, &msg.dev, &msg.config, &move |a, b, c| {
+                    progress(a + 1, b, c)
+                })
+                .map_err(e)?;
+            Ok(TrainedLoc {
+                checkpoint: det.to_bytes().map_err(e)?,
+                report,
             })
-            .map_err(e)?;
-        Ok(TrainedLoc {
-            checkpoint: det.to_bytes().map_err(e)?,
-            report,
         })
+    }
+}
+
+/// Runs a handler's body; a panic in it becomes an error answer with its
+/// message (the caller then names the actor), instead of ending the actor's
+/// thread and closing its mailbox.
+fn guarded<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        Err(format!(
+            "panicked: {} (a defect in vpd; please report it)",
+            super::error::panic_message(payload.as_ref())
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded;
+
+    #[test]
+    fn a_panic_in_a_handler_becomes_an_answer_with_its_message() {
+        let r: Result<(), String> = guarded(|| panic!("index 3 out of range"));
+        let e = r.unwrap_err();
+        assert!(e.contains("panicked: index 3 out of range"), "{e}");
+        assert_eq!(guarded(|| Ok::<_, String>(7)), Ok(7));
+        assert_eq!(guarded(|| Err::<(), _>("no".to_string())), Err("no".into()));
     }
 }

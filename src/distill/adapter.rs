@@ -27,13 +27,13 @@ use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::data::images::{decode, to_model_input};
-use crate::data::synth::Task;
 use crate::data::world::{plural, COLORS, SHAPES};
 use crate::data::DataError;
 use crate::nn::model::Example;
 use crate::nn::text::Answers;
 use crate::program::interp::{ImageVal, Rect};
 use crate::runtime::exec::{ExampleOutcome, Job};
+use crate::vocab::Task;
 
 /// How the adapter points the teacher at the step's object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -338,7 +338,7 @@ impl StepSample {
             .find(|(n, _)| n == name)
             .map(|(_, p)| p)
             .ok_or_else(|| {
-                DataError::Invalid(format!(
+                DataError::Missing(format!(
                     "{} step {}: no input image {name}",
                     self.example, self.step
                 ))
@@ -533,7 +533,6 @@ pub fn adapt(
             }
             Ok(None)
         }
-        Task::Generic => Ok(None),
     }
 }
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::adapter::Pointer;
-use crate::data::synth::Task;
+use crate::store::VersionRef;
+use crate::vocab::{Slot, Task};
 
 /// An experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,12 @@ pub struct PretrainCfg {
     pub nlvr2_from_gqa: bool,
     /// Seed of the weights.
     pub seed: u64,
+    /// Examples per Adam step.
+    pub batch: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Epochs without a better dev score before training stops.
+    pub patience: usize,
 }
 
 /// The base pipeline's module versions (MODULE@REF).
@@ -74,19 +81,68 @@ pub struct PretrainCfg {
 #[serde(deny_unknown_fields, default)]
 pub struct ModulesCfg {
     /// VQA.
-    pub vqa: String,
+    #[serde(with = "version_ref")]
+    pub vqa: VersionRef,
     /// LOC.
-    pub loc: String,
+    #[serde(with = "version_ref")]
+    pub loc: VersionRef,
 }
 
-/// Teacher versions (MODULE@REF; empty: no teacher for that task).
+/// Teacher versions (MODULE@REF; `""` in a file or `--set`: none for that
+/// task).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeachersCfg {
     /// GQA.
-    pub gqa: String,
+    #[serde(with = "optional_ref")]
+    pub gqa: Option<VersionRef>,
     /// NLVR2.
-    pub nlvr2: String,
+    #[serde(with = "optional_ref")]
+    pub nlvr2: Option<VersionRef>,
+}
+
+impl TeachersCfg {
+    /// The teacher of `task`, if the experiment names one.
+    pub fn of(&self, task: Task) -> Option<&VersionRef> {
+        match task {
+            Task::Gqa => self.gqa.as_ref(),
+            Task::Nlvr2 => self.nlvr2.as_ref(),
+        }
+    }
+}
+
+/// A `MODULE@REF` written as that string.
+mod version_ref {
+    use crate::store::VersionRef;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &VersionRef, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&r.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VersionRef, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An optional `MODULE@REF`: the empty string is none (TOML has no null,
+/// and `--set 'teachers.nlvr2=""'` is how a user says none).
+mod optional_ref {
+    use crate::store::VersionRef;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &Option<VersionRef>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&r.as_ref().map(|r| r.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VersionRef>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The distillation.
@@ -95,8 +151,9 @@ pub struct TeachersCfg {
 pub struct DistillCfg {
     /// The task whose distill split supervises the students.
     pub task: Task,
-    /// Modules to distil (`vqa`).
-    pub modules: Vec<String>,
+    /// Slots to distil (`vqa`, `loc`).
+    #[serde(deserialize_with = "distillable")]
+    pub modules: Vec<Slot>,
     /// Visual pointer prompt: none, name, name+box.
     pub pointer: Pointer,
     /// Distill-split examples whose programs are run (0: all).
@@ -193,6 +250,9 @@ impl Default for PretrainCfg {
             teacher_epochs: 20,
             nlvr2_from_gqa: true,
             seed: 0,
+            batch: 64,
+            lr: 2e-3,
+            patience: 3,
         }
     }
 }
@@ -200,8 +260,8 @@ impl Default for PretrainCfg {
 impl Default for ModulesCfg {
     fn default() -> Self {
         ModulesCfg {
-            vqa: "vqa@base".into(),
-            loc: "loc@base".into(),
+            vqa: VersionRef::new("vqa", "base"),
+            loc: VersionRef::new("loc", "base"),
         }
     }
 }
@@ -209,8 +269,8 @@ impl Default for ModulesCfg {
 impl Default for TeachersCfg {
     fn default() -> Self {
         TeachersCfg {
-            gqa: "gqa-teacher@teacher".into(),
-            nlvr2: "nlvr2-teacher@teacher".into(),
+            gqa: Some(VersionRef::new("gqa-teacher", "teacher")),
+            nlvr2: Some(VersionRef::new("nlvr2-teacher", "teacher")),
         }
     }
 }
@@ -219,7 +279,7 @@ impl Default for DistillCfg {
     fn default() -> Self {
         DistillCfg {
             task: Task::Gqa,
-            modules: vec!["vqa".into()],
+            modules: vec![Slot::Vqa],
             pointer: Pointer::Name,
             samples: 1000,
             dev_samples: 300,
@@ -281,6 +341,30 @@ pub enum ConfigError {
         /// What is wrong, naming the key.
         message: String,
     },
+}
+
+/// The first value that occurs twice.
+fn duplicate<T: PartialEq + Copy>(xs: &[T]) -> Option<T> {
+    xs.iter()
+        .enumerate()
+        .find(|(i, x)| xs[..*i].contains(x))
+        .map(|(_, x)| *x)
+}
+
+/// `distill.modules`: the slots by their module names, with the reason an
+/// unknown one is refused.
+fn distillable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Slot>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|m| match m.as_str() {
+            "vqa" => Ok(Slot::Vqa),
+            "loc" => Ok(Slot::Loc),
+            _ => Err(serde::de::Error::custom(format!(
+                "`distill.modules`: `{m}` cannot be distilled (vqa, loc)"
+            ))),
+        })
+        .collect()
 }
 
 fn invalid(where_: &str, message: impl Into<String>) -> ConfigError {
@@ -405,29 +489,25 @@ impl Experiment {
 
     fn check(&self, origin: &str) -> Result<(), ConfigError> {
         let d = &self.distill;
-        if d.task == Task::Generic {
-            return Err(invalid(origin, "`distill.task` must be gqa or nlvr2"));
-        }
         if self.eval.tasks.is_empty() {
             return Err(invalid(
                 origin,
                 "`eval.tasks` is empty: the gate needs at least one task",
             ));
         }
-        if self.eval.tasks.contains(&Task::Generic) {
-            return Err(invalid(origin, "`eval.tasks` holds gqa and/or nlvr2"));
-        }
-        if let Some(m) = d
-            .modules
-            .iter()
-            .find(|m| !["vqa", "loc"].contains(&m.as_str()))
-        {
+        if let Some(t) = duplicate(&self.eval.tasks) {
             return Err(invalid(
                 origin,
-                format!("`distill.modules`: `{m}` cannot be distilled (vqa, loc)"),
+                format!("`eval.tasks` names {t} twice: each task is evaluated once"),
             ));
         }
-        if d.task == Task::Nlvr2 && d.modules.iter().any(|m| m == "loc") {
+        if let Some(m) = duplicate(&d.modules) {
+            return Err(invalid(
+                origin,
+                format!("`distill.modules` names {} twice", m.module()),
+            ));
+        }
+        if d.task == Task::Nlvr2 && d.modules.contains(&Slot::Loc) {
             return Err(invalid(
                 origin,
                 "`distill.modules`: NLVR2's programs have no LOC steps; distil loc on gqa",
@@ -445,29 +525,11 @@ impl Experiment {
                 "`distill.temperature`, `distill.lr`, `distill.batch` and `distill.epochs` must be positive",
             ));
         }
-        let teacher = match d.task {
-            Task::Gqa => &self.teachers.gqa,
-            _ => &self.teachers.nlvr2,
-        };
-        if teacher.is_empty() {
+        if self.teachers.of(d.task).is_none() {
             return Err(invalid(
                 origin,
-                format!(
-                    "`teachers.{:?}` is empty but `distill.task` needs it",
-                    d.task
-                )
-                .to_lowercase(),
+                format!("`teachers.{}` is empty but `distill.task` needs it", d.task),
             ));
-        }
-        for (k, v) in [
-            ("modules.vqa", &self.modules.vqa),
-            ("modules.loc", &self.modules.loc),
-            ("teachers.gqa", &self.teachers.gqa),
-            ("teachers.nlvr2", &self.teachers.nlvr2),
-        ] {
-            if !v.is_empty() && v.parse::<crate::store::VersionRef>().is_err() {
-                return Err(invalid(origin, format!("`{k}` = {v:?} is not MODULE@REF")));
-            }
         }
         if self.gate.alias.is_empty() {
             return Err(invalid(origin, "`gate.alias` is empty"));

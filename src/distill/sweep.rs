@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::experiment::Experiment;
-use super::run::{self, Progress, RunError, RunReport};
+use super::{self as run, Progress, RunError, RunReport};
 use crate::store::{RunStatus, Store};
 
 /// One trial.
@@ -28,43 +28,7 @@ pub struct Trial {
     pub report: RunReport,
 }
 
-/// Mean and spread of one figure over a configuration's trials.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Stat {
-    /// Mean.
-    pub mean: f64,
-    /// Sample standard deviation (0 for one trial).
-    pub sd: f64,
-    /// Smallest.
-    pub min: f64,
-    /// Largest.
-    pub max: f64,
-    /// Trials.
-    pub trials: usize,
-}
-
-impl Stat {
-    /// Of these values.
-    pub fn of(v: &[f64]) -> Stat {
-        let n = v.len();
-        if n == 0 {
-            return Stat::default();
-        }
-        let mean = v.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 {
-            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
-        Stat {
-            mean,
-            sd,
-            min: v.iter().cloned().fold(f64::INFINITY, f64::min),
-            max: v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-            trials: n,
-        }
-    }
-}
+pub use crate::stats::Stat;
 
 /// One task's figures over a configuration's trials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,7 +127,7 @@ pub fn run_sweep(
     jobs: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<SweepReport, RunError> {
-    let trials = exp.trials().map_err(|e| RunError::Invalid(e.to_string()))?;
+    let trials = exp.trials()?;
     let id = sweep_id(exp);
     let finished: Vec<_> = store
         .runs()?
@@ -291,7 +255,7 @@ pub fn summarise(trials: Vec<Trial>) -> Vec<Configuration> {
                     .iter()
                     .filter_map(|t| t.report.tasks.get(&name))
                     .collect();
-                let f = |g: &dyn Fn(&run::TaskRow) -> f64| {
+                let f = |g: &dyn Fn(&super::report::TaskRow) -> f64| {
                     Stat::of(&rows.iter().map(|r| g(r)).collect::<Vec<_>>())
                 };
                 tasks.insert(

@@ -57,10 +57,10 @@ pub fn unpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), NnError> 
 
 /// The `kind` a checkpoint declares (`vqa-student`, `loc-student`,
 /// `gqa-teacher`, `nlvr2-teacher`).
-pub fn kind_of(bytes: &[u8]) -> Result<String, NnError> {
+pub fn kind_of(bytes: &[u8]) -> Result<crate::vocab::ModelKind, NnError> {
     #[derive(serde::Deserialize)]
     struct K {
-        kind: String,
+        kind: crate::vocab::ModelKind,
     }
     let (k, _): (K, _) = unpack(bytes)?;
     Ok(k.kind)

@@ -36,7 +36,7 @@ pub struct DetectorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectorMeta {
     /// `loc-student`.
-    pub kind: String,
+    pub kind: crate::vocab::ModelKind,
     /// Network sizes.
     pub config: DetectorConfig,
     /// Tokenizer of object names.
@@ -272,7 +272,7 @@ impl Detector {
     /// Loads a checkpoint blob.
     pub fn from_bytes(bytes: &[u8], device: DeviceChoice) -> Result<Detector, NnError> {
         let (meta, weights): (DetectorMeta, &[u8]) = checkpoint::unpack(bytes)?;
-        if meta.kind != "loc-student" {
+        if meta.kind != crate::vocab::ModelKind::LocStudent {
             return Err(NnError::Checkpoint(format!(
                 "a {} checkpoint, not a detector",
                 meta.kind

@@ -16,7 +16,7 @@ use super::{DeviceChoice, NnError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
     /// `vqa-student`, `gqa-teacher`, `nlvr2-teacher`.
-    pub kind: String,
+    pub kind: crate::vocab::ModelKind,
     /// Network sizes.
     pub film: FilmConfig,
     /// Tokenizer.
@@ -49,7 +49,7 @@ pub enum Net {
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
     /// `vqa-student`, `gqa-teacher` or `nlvr2-teacher`.
-    pub kind: String,
+    pub kind: crate::vocab::ModelKind,
     /// Input side S in pixels.
     pub image_size: i64,
     /// Tokens per text L.
@@ -183,7 +183,7 @@ impl Model {
         device: DeviceChoice,
     ) -> Result<Model, NnError> {
         let bad = |m: String| NnError::Checkpoint(m);
-        if !["vqa-student", "gqa-teacher", "nlvr2-teacher"].contains(&sidecar.kind.as_str()) {
+        if sidecar.kind == crate::vocab::ModelKind::LocStudent {
             return Err(bad(format!(
                 "sidecar kind `{}`: expected vqa-student, gqa-teacher or nlvr2-teacher",
                 sidecar.kind
@@ -209,7 +209,7 @@ impl Model {
         let mut words = vec!["<pad>".to_string(), "<unk>".to_string()];
         words.extend(sidecar.vocabulary.iter().cloned());
         let meta = ModelMeta {
-            kind: sidecar.kind.clone(),
+            kind: sidecar.kind,
             film: FilmConfig {
                 image_size: sidecar.image_size,
                 vocab: words.len() as i64,

@@ -512,3 +512,52 @@ fn compare(op: &str, a: &Val, b: &Val) -> Result<bool, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{parse, Val};
+
+    fn eval(expr: &str, vars: &[(&str, &str)]) -> Result<Val, String> {
+        let vars: BTreeMap<String, Val> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), Val::from_text(v)))
+            .collect();
+        parse(expr).map_err(|e| e.message)?.eval(&vars)
+    }
+
+    #[test]
+    fn text_that_is_a_number_acts_as_one() {
+        assert_eq!(
+            eval("{A} + {B}", &[("A", "2"), ("B", "3")]),
+            Ok(Val::Num(5.0))
+        );
+        assert_eq!(
+            eval("{A} > 1 and not {B} == 3", &[("A", "2"), ("B", "3")]),
+            Ok(Val::Bool(false))
+        );
+    }
+
+    #[test]
+    fn yes_and_no_are_booleans_and_xor_is_logical() {
+        assert_eq!(
+            eval("{A} xor {B}", &[("A", "yes"), ("B", "no")]),
+            Ok(Val::Bool(true))
+        );
+        assert_eq!(
+            eval(
+                "'yes' if {A} xor {B} == 2 else 'no'",
+                &[("A", "no"), ("B", "2")]
+            ),
+            Ok(Val::Text("yes".into()))
+        );
+    }
+
+    #[test]
+    fn names_and_calls_are_refused_never_run() {
+        for bad in ["__import__('os')", "open('x')", "{A}.upper()", "1 +"] {
+            assert!(parse(bad).is_err(), "{bad} parsed");
+        }
+    }
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::validate::{self, Task};
+use super::validate;
+use crate::vocab::Task;
 
 /// The in-context examples.
 pub const GQA_PROMPT: &str = include_str!("../../prompts/gqa.prompt");
@@ -54,19 +55,39 @@ impl LlmConfig {
             base_url,
             model: var("VPD_LLM_MODEL").unwrap_or_else(|| "default".into()),
             api_key: var("VPD_LLM_API_KEY").or_else(|| var("OPENAI_API_KEY")),
-            timeout: Duration::from_secs_f64(
-                var("VPD_LLM_TIMEOUT_S")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(60.0),
-            ),
-            retries: var("VPD_LLM_RETRIES")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(2),
+            timeout: match var("VPD_LLM_TIMEOUT_S") {
+                None => Duration::from_secs(60),
+                Some(s) => timeout_of(&s)?,
+            },
+            retries: match var("VPD_LLM_RETRIES") {
+                None => 2,
+                Some(s) => s.parse::<u32>().ok().filter(|r| *r <= 100).ok_or_else(|| {
+                    LlmError::Config(format!(
+                        "VPD_LLM_RETRIES={s}: expected a whole number from 0 to 100"
+                    ))
+                })?,
+            },
             backoff: Duration::from_millis(500),
             max_tokens: 512,
         })
     }
+}
 
+/// `VPD_LLM_TIMEOUT_S`: seconds, finite, above 0 and at most a day.
+fn timeout_of(s: &str) -> Result<Duration, LlmError> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            LlmError::Config(format!(
+                "VPD_LLM_TIMEOUT_S={s}: expected seconds above 0 and at most 86400"
+            ))
+        })
+}
+
+impl LlmConfig {
     /// The key under which generated programs are cached: model, endpoint
     /// and the prompt's hash.
     pub fn cache_key(&self, task: Task) -> String {
@@ -278,4 +299,18 @@ pub fn generate_cached(
         .map_err(|e| e.to_string());
     store.cache_program(&key, text, r.clone())?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timeout_of;
+
+    #[test]
+    fn timeouts_outside_sane_bounds_are_refused_not_panics() {
+        for bad in ["-1", "inf", "NaN", "1e300", "0", "soon"] {
+            let e = timeout_of(bad).unwrap_err().to_string();
+            assert!(e.contains("VPD_LLM_TIMEOUT_S"), "{bad}: {e}");
+        }
+        assert_eq!(timeout_of("2.5").unwrap().as_millis(), 2500);
+    }
 }

@@ -13,6 +13,7 @@ pub mod parser;
 pub mod run;
 pub mod trace;
 pub mod validate;
+pub mod value;
 
 use serde::Serialize;
 
@@ -34,9 +35,31 @@ pub enum ErrorKind {
     InvalidExpression,
 }
 
+impl ErrorKind {
+    /// The one spelling of the kind, in every command's output and in JSON:
+    /// `syntax`, `unknown-module`, `bad-argument`, `undefined-variable`,
+    /// `type`, `invalid-expression`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "syntax",
+            ErrorKind::UnknownModule => "unknown-module",
+            ErrorKind::BadArgument => "bad-argument",
+            ErrorKind::UndefinedVariable => "undefined-variable",
+            ErrorKind::Type => "type",
+            ErrorKind::InvalidExpression => "invalid-expression",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error in a program, with its 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
-#[error("line {line}, column {column}: {kind:?}: {message}")]
+#[error("line {line}, column {column}: error[{kind}]: {message}")]
 pub struct ProgramError {
     /// Line.
     pub line: usize,
@@ -57,4 +80,23 @@ pub struct Warning {
     pub column: usize,
     /// What.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn error_kinds_have_one_spelling() {
+        for k in [
+            ErrorKind::Syntax,
+            ErrorKind::UnknownModule,
+            ErrorKind::BadArgument,
+            ErrorKind::UndefinedVariable,
+            ErrorKind::Type,
+            ErrorKind::InvalidExpression,
+        ] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+    }
 }

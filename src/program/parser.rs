@@ -244,3 +244,41 @@ pub fn parse(text: &str) -> Result<Program, ProgramError> {
     }
     Ok(Program { steps })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use crate::program::ast::Arg;
+    use crate::program::ErrorKind;
+
+    #[test]
+    fn a_program_parses_step_by_step() {
+        let p = parse("BOX0=LOC(image=IMAGE,object='mirror')\nFINAL_RESULT=RESULT(var=BOX0)\n")
+            .unwrap();
+        assert_eq!(p.steps.len(), 2);
+        assert_eq!(
+            (p.steps[0].out.as_str(), p.steps[0].module.as_str()),
+            ("BOX0", "LOC")
+        );
+        assert_eq!(p.steps[1].line, 2);
+    }
+
+    #[test]
+    fn a_quote_closes_only_before_a_comma_or_a_parenthesis() {
+        let p = parse("A=VQA(image=IMAGE,question='Is this Disney's Frozen?')").unwrap();
+        let q = p.steps[0]
+            .args
+            .iter()
+            .find(|a| a.name == "question")
+            .map(|a| a.value.clone());
+        assert_eq!(q, Some(Arg::Str("Is this Disney's Frozen?".into())));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = parse("A=EVAL(expr='1')\nB=VQA(image=IMAGE").unwrap_err();
+        assert_eq!((e.line, e.kind), (2, ErrorKind::Syntax));
+        assert!(e.column >= 1);
+        assert!(e.to_string().starts_with("line 2, column "), "{e}");
+    }
+}

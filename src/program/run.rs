@@ -14,7 +14,8 @@ use crate::data::{images, DataError};
 use super::convert;
 use super::interp::{self, ImageVal, Rect};
 use super::oracle::Oracle;
-use super::validate::{self, Task};
+use super::validate;
+use crate::vocab::Task;
 
 /// An input image: decoded, whole, named.
 pub fn load_input(name: &str, path: &Path) -> Result<ImageVal, DataError> {

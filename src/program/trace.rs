@@ -8,7 +8,7 @@ use image::RgbImage;
 use serde::{Serialize, Serializer};
 
 use super::eval::Val;
-use super::interp::{BoxesVal, ImageVal, Rect, ScoredBox, Value};
+use super::value::{BoxesVal, ImageVal, Rect, ScoredBox, Value};
 
 /// A value as recorded in a trace.
 #[derive(Debug, Clone, Serialize)]

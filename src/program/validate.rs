@@ -128,15 +128,7 @@ pub fn signature(module: &str) -> Option<Signature> {
     })
 }
 
-/// Which task a program is for, from its free variables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// Starts from `IMAGE`.
-    Gqa,
-    /// Starts from `LEFT` and `RIGHT`.
-    Nlvr2,
-}
+use crate::vocab::Task;
 
 /// The outcome of validation.
 #[derive(Debug, Clone, Serialize)]
@@ -387,5 +379,51 @@ pub fn check_text_with(
                 task,
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_text;
+    use crate::program::ErrorKind;
+    use crate::vocab::Task;
+
+    fn kinds(program: &str, task: Task) -> Vec<ErrorKind> {
+        check_text(program, Some(task))
+            .1
+            .errors
+            .iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_error_is_found() {
+        let ok = "BOX0=LOC(image=IMAGE,object='cat')\nANSWER0=COUNT(box=BOX0)\nFINAL_RESULT=RESULT(var=ANSWER0)";
+        assert!(kinds(ok, Task::Gqa).is_empty());
+        assert_eq!(kinds("A=COUNT(box=IMAGE)", Task::Gqa), [ErrorKind::Type]);
+        assert_eq!(
+            kinds("A=FOO(image=IMAGE)", Task::Gqa),
+            [ErrorKind::UnknownModule]
+        );
+        assert_eq!(
+            kinds("A=VQA(image=IMG0,question='x')", Task::Gqa),
+            [ErrorKind::UndefinedVariable]
+        );
+        assert_eq!(
+            kinds("A=VQA(image=IMAGE,query='x')", Task::Gqa).first(),
+            Some(&ErrorKind::BadArgument)
+        );
+        assert_eq!(
+            kinds("A=EVAL(expr='1 +')", Task::Gqa),
+            [ErrorKind::InvalidExpression]
+        );
+    }
+
+    #[test]
+    fn argument_names_differing_in_case_are_a_warning() {
+        let (p, r) = check_text("A=VQA(Image=IMAGE,question='x')", Some(Task::Gqa));
+        assert!(p.is_some() && r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.warnings.len(), 1);
     }
 }

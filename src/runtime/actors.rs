@@ -405,7 +405,7 @@ pub struct ProgramGenerator {
     /// `None`: annotated.
     pub llm: Option<(crate::store::Store, crate::program::llm::LlmConfig)>,
     /// The task.
-    pub task: crate::program::validate::Task,
+    pub task: crate::vocab::Task,
 }
 
 impl Actor for ProgramGenerator {

@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use super::actors::GenerateSource;
 use super::exec::{self, ExecConfig, ExecReport, ImageCache, Job, ModuleChoice};
-use crate::data::synth::{PairScenes, Task};
+use crate::data::synth::PairScenes;
 use crate::data::{gqa, nlvr2, DataError};
 use crate::models::{self, ModelError};
 use crate::program::llm::LlmConfig;
 use crate::program::validate;
 use crate::store::{wilson_interval, Evaluation, Pipeline, Store, StoreError, Tally, VersionRef};
+use crate::vocab::Task;
 
 /// An error of an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +34,49 @@ pub enum EvalError {
     /// Execution.
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
-    /// Bad settings.
+    /// A stored evaluation's details blob does not read.
+    #[error("evaluation {evaluation} details: {message}")]
+    CorruptDetails {
+        /// The evaluation.
+        evaluation: uuid::Uuid,
+        /// What is wrong.
+        message: String,
+    },
+    /// The program generator wrote no program for any example.
+    #[error("the program generator failed on all {examples} examples, nothing recorded; the first: {first}")]
+    GeneratorFailed {
+        /// Examples tried.
+        examples: usize,
+        /// The first example's failure.
+        first: String,
+    },
+    /// An id prefix that names several evaluations.
+    #[error("{count} evaluations start with `{prefix}`: give more of the id")]
+    AmbiguousPrefix {
+        /// As given.
+        prefix: String,
+        /// How many match.
+        count: usize,
+    },
+    /// A stored evaluation that cannot be run again as recorded.
     #[error("{0}")]
-    Invalid(String),
+    NotReplayable(String),
+    /// The batched and sequential modes disagree (`vpd bench exec`).
+    #[error("batched and sequential predictions differ on {differ} of {of} programs")]
+    ModesDisagree {
+        /// Programs whose predictions differ.
+        differ: usize,
+        /// Programs run.
+        of: usize,
+    },
+    /// An example without an input image, or one that does not read.
+    #[error("example {example}: {message}")]
+    Input {
+        /// The example.
+        example: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The jobs of a synthetic split: GQA questions with their images and
@@ -131,7 +172,6 @@ fn jobs_with(task: Task, dir: &Path, split: &str, truth: bool) -> Result<Vec<Job
                 })
                 .collect())
         }
-        Task::Generic => Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
     }
 }
 
@@ -318,13 +358,16 @@ pub fn details(store: &Store, e: &Evaluation) -> Result<Option<Details>, EvalErr
     let bytes = store.blobs().get(h)?;
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|err| EvalError::Invalid(format!("evaluation {} details: {err}", e.id)))
+        .map_err(|err| EvalError::CorruptDetails {
+            evaluation: e.id,
+            message: err.to_string(),
+        })
 }
 
 /// The pipeline key of a spec.
 pub fn pipeline(store: &Store, spec: &EvalSpec) -> Result<Pipeline, EvalError> {
     Ok(Pipeline {
-        task: format!("{:?}", spec.task).to_lowercase(),
+        task: spec.task.to_string(),
         split: spec.split.clone(),
         generator: match &spec.llm {
             Some(c) => format!("llm:{}", c.model),
@@ -353,10 +396,7 @@ pub fn evaluate(
     if let Some(n) = spec.limit {
         all.truncate(n);
     }
-    let task = match spec.task {
-        Task::Gqa => validate::Task::Gqa,
-        _ => validate::Task::Nlvr2,
-    };
+    let task = spec.task;
     let cache = ImageCache::default();
     let total = all.len();
     let run = |vqa: &ModuleChoice, loc: &ModuleChoice| -> Result<ExecReport, EvalError> {
@@ -375,17 +415,12 @@ pub fn evaluate(
     let rep = run(&spec.vqa, &spec.loc)?;
     // A generator that wrote no program at all (an unreachable endpoint, a
     // wrong model name) is an error of the evaluation, not of its examples.
-    let generated = |o: &exec::ExampleOutcome| {
-        !o.error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("program generation"))
-    };
+    let generated = |o: &exec::ExampleOutcome| o.failed_at != Some(exec::FailedAt::Generation);
     if !rep.outcomes.is_empty() && !rep.outcomes.iter().any(generated) {
-        return Err(EvalError::Invalid(format!(
-            "the program generator failed on all {} examples, nothing recorded; the first: {}",
-            rep.outcomes.len(),
-            rep.outcomes[0].error.as_deref().unwrap_or_default()
-        )));
+        return Err(EvalError::GeneratorFailed {
+            examples: rep.outcomes.len(),
+            first: rep.outcomes[0].error.clone().unwrap_or_default(),
+        });
     }
     let all_oracle = spec.vqa == ModuleChoice::Oracle && spec.loc == ModuleChoice::Oracle;
     // Which errors are the program's: wrong with oracle modules as well.
@@ -427,13 +462,11 @@ pub fn evaluate(
 /// trained with when the store has it, else synthetic data of `n` per
 /// split (made when missing).
 pub fn task_data(store: &Store, task: Task, n: usize) -> Result<PathBuf, EvalError> {
-    let teacher = match task {
-        Task::Gqa => "gqa-teacher@teacher",
-        Task::Nlvr2 => "nlvr2-teacher@teacher",
-        Task::Generic => return Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
+    let r = VersionRef {
+        module: task.teacher_module(),
+        reference: "teacher".into(),
     };
-    let r: VersionRef = teacher.parse().map_err(EvalError::Invalid)?;
-    Ok(models::data_of_version(store, Some(&r), task, n)?)
+    Ok(models::data_of_version(store, Some(&r), task.into(), n)?)
 }
 
 /// Evaluates a task's teacher end to end (question and whole image, or
@@ -450,7 +483,7 @@ pub fn evaluate_teacher(
 ) -> Result<EvalReport, EvalError> {
     let v = store.resolve(r)?;
     let key = Pipeline {
-        task: format!("{task:?}").to_lowercase(),
+        task: task.to_string(),
         split: split.into(),
         generator: "end-to-end".into(),
         dataset: dataset_key(data, split, limit),
@@ -463,7 +496,6 @@ pub fn evaluate_teacher(
     let mut ex = match task {
         Task::Gqa => models::gqa_examples(data, split, &model.meta.answers)?,
         Task::Nlvr2 => models::nlvr2_examples(data, split)?,
-        Task::Generic => return Err(EvalError::Invalid("evaluate gqa or nlvr2".into())),
     };
     if let Some(n) = limit {
         ex.truncate(n);
@@ -493,6 +525,7 @@ pub fn evaluate_teacher(
                 predicted: said,
                 expected: want,
                 error: None,
+                failed_at: None,
                 trace: None,
             }
         })
@@ -514,14 +547,18 @@ pub fn find_by_prefix(store: &Store, prefix: &str) -> Result<Option<Evaluation>,
     let hits: Vec<Evaluation> = store
         .evaluations()?
         .into_iter()
-        .filter(|e| !p.is_empty() && e.id.to_string().starts_with(&p))
+        .filter(|e| {
+            !p.is_empty()
+                && (e.id.to_string().starts_with(&p) || e.id.simple().to_string().starts_with(&p))
+        })
         .collect();
     match hits.len() {
         0 => Ok(None),
         1 => Ok(hits.into_iter().next()),
-        n => Err(EvalError::Invalid(format!(
-            "{n} evaluations start with `{prefix}`: give more of the id"
-        ))),
+        count => Err(EvalError::AmbiguousPrefix {
+            prefix: prefix.to_string(),
+            count,
+        }),
     }
 }
 
@@ -531,32 +568,33 @@ pub fn find_by_prefix(store: &Store, prefix: &str) -> Result<Option<Evaluation>,
 pub fn trace_html(store: &Store, e: &Evaluation, example: &str) -> Result<String, EvalError> {
     use crate::program::interp::{self, Perception};
     let p = &e.pipeline;
-    let task = match p.task.as_str() {
-        "gqa" => Task::Gqa,
-        "nlvr2" => Task::Nlvr2,
-        t => return Err(EvalError::Invalid(format!("evaluation of task `{t}`"))),
-    };
+    let task: Task = p
+        .task
+        .parse()
+        .map_err(|m| EvalError::NotReplayable(format!("evaluation {}: {m}", e.id)))?;
     let (name, split) = p
         .dataset
         .split_once('/')
-        .ok_or_else(|| EvalError::Invalid(format!("dataset key `{}`", p.dataset)))?;
+        .ok_or_else(|| EvalError::NotReplayable(format!("dataset key `{}`", p.dataset)))?;
     let split = split.split('[').next().unwrap_or(split);
     let dir = store.root().join("data").join(name);
     let job = jobs(task, &dir, split)?
         .into_iter()
         .find(|j| j.id == example)
-        .ok_or_else(|| EvalError::Invalid(format!("no example `{example}` in {}", p.dataset)))?;
+        .ok_or_else(|| {
+            EvalError::NotReplayable(format!("no example `{example}` in {}", p.dataset))
+        })?;
     let d = details(store, e)?
-        .ok_or_else(|| EvalError::Invalid("this evaluation kept no details".into()))?;
+        .ok_or_else(|| EvalError::NotReplayable("this evaluation kept no details".into()))?;
     let program = d
         .examples
         .iter()
         .find(|x| x["id"] == example)
         .and_then(|x| x["program"].as_str().map(String::from))
-        .ok_or_else(|| EvalError::Invalid(format!("example `{example}` has no program")))?;
+        .ok_or_else(|| EvalError::NotReplayable(format!("example `{example}` has no program")))?;
     let (prog, rep) = validate::check_text(&program, None);
     let prog = prog.filter(|_| rep.errors.is_empty()).ok_or_else(|| {
-        EvalError::Invalid(format!("example `{example}`: its program is invalid"))
+        EvalError::NotReplayable(format!("example `{example}`: its program is invalid"))
     })?;
     let oracle = || -> Box<dyn Perception> {
         Box::new(crate::program::oracle::Oracle {
@@ -569,14 +607,14 @@ pub fn trace_html(store: &Store, e: &Evaluation, example: &str) -> Result<String
             Some(id) => {
                 let uuid: uuid::Uuid = id
                     .parse()
-                    .map_err(|_| EvalError::Invalid(format!("module id `{id}`")))?;
+                    .map_err(|_| EvalError::NotReplayable(format!("module id `{id}`")))?;
                 let v = store
                     .version_by_id(uuid)?
-                    .ok_or_else(|| EvalError::Invalid(format!("version {id} is gone")))?;
+                    .ok_or_else(|| EvalError::NotReplayable(format!("version {id} is gone")))?;
                 Ok(Some(
                     format!("{}@{}", v.module, v.number)
                         .parse()
-                        .map_err(EvalError::Invalid)?,
+                        .map_err(EvalError::NotReplayable)?,
                 ))
             }
         }

@@ -32,8 +32,9 @@ use crate::nn::detector::Detection;
 use crate::program::interp::{self, ImageVal, Perception, Rect, ScoredBox};
 use crate::program::llm::LlmConfig;
 use crate::program::oracle::Oracle;
-use crate::program::validate::{self, Task};
+use crate::program::validate;
 use crate::store::{Store, VersionRef};
+use crate::vocab::{Slot, Task};
 
 /// One example to run.
 #[derive(Clone)]
@@ -61,6 +62,44 @@ pub enum ModuleChoice {
     Oracle,
     /// A version in the store.
     Version(VersionRef),
+}
+
+impl std::fmt::Display for ModuleChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModuleChoice::Oracle => f.write_str("oracle"),
+            ModuleChoice::Version(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// Parses `--modules` as `vpd eval`, `vpd bench exec` and `vpd program run`
+/// take it: `oracle` (every slot), `SLOT=oracle` or `SLOT=MODULE@REF`
+/// (SLOT: VQA or LOC, any case). Later words override earlier ones; the
+/// slots no word names are absent (each command has its own default).
+pub fn parse_modules(words: &[String]) -> Result<BTreeMap<Slot, ModuleChoice>, String> {
+    let mut out = BTreeMap::new();
+    for w in words {
+        if w == "oracle" {
+            for s in Slot::ALL {
+                out.insert(s, ModuleChoice::Oracle);
+            }
+            continue;
+        }
+        let Some((slot, spec)) = w.split_once('=') else {
+            return Err(format!(
+                "--modules {w}: expected oracle or SLOT=MODULE@REF (SLOT: VQA or LOC)"
+            ));
+        };
+        let slot: Slot = slot.parse().map_err(|e| format!("--modules {w}: {e}"))?;
+        let choice = if spec == "oracle" {
+            ModuleChoice::Oracle
+        } else {
+            ModuleChoice::Version(spec.parse().map_err(|e| format!("--modules {w}: {e}"))?)
+        };
+        out.insert(slot, choice);
+    }
+    Ok(out)
 }
 
 /// How to execute.
@@ -108,6 +147,20 @@ impl ExecConfig {
     }
 }
 
+/// Where an example failed, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailedAt {
+    /// The generator wrote no program (an unreachable endpoint, a refusal).
+    Generation,
+    /// The program it wrote is not valid.
+    Validation,
+    /// An input image could not be read.
+    Input,
+    /// A step of the program failed.
+    Step,
+}
+
 /// What happened to one example.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExampleOutcome {
@@ -127,6 +180,9 @@ pub struct ExampleOutcome {
     pub correct: bool,
     /// The failure, naming the step.
     pub error: Option<String>,
+    /// Where it failed (none when it ran to the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<FailedAt>,
     /// The trace (steps with their inputs and outputs).
     pub trace: Option<serde_json::Value>,
 }
@@ -533,6 +589,7 @@ fn run_one(
         expected: job.expected.clone(),
         correct: false,
         error: None,
+        failed_at: None,
         trace: None,
     };
     let gen = actors.generator.send(Generate {
@@ -544,6 +601,7 @@ fn run_one(
         Ok(Ok(t)) => t,
         Ok(Err(e)) | Err(e) => {
             out.error = Some(format!("program generation: {e}"));
+            out.failed_at = Some(FailedAt::Generation);
             return out;
         }
     };
@@ -554,8 +612,9 @@ fn run_one(
             "invalid program: {}",
             rep.errors
                 .first()
-                .map_or("does not parse".to_string(), |e| format!("{e:?}"))
+                .map_or("does not parse".to_string(), |e| e.to_string())
         ));
+        out.failed_at = Some(FailedAt::Validation);
         return out;
     };
     let mut inputs = BTreeMap::new();
@@ -579,6 +638,7 @@ fn run_one(
             }
             Err(e) => {
                 out.error = Some(format!("input {name}: {e}"));
+                out.failed_at = Some(FailedAt::Input);
                 return out;
             }
         }
@@ -618,8 +678,34 @@ fn run_one(
         }
         Err(f) => {
             out.error = Some(f.error.to_string());
+            out.failed_at = Some(FailedAt::Step);
             out.trace = serde_json::to_value(&f.trace).ok();
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn modules_parse_one_syntax_for_every_command() {
+        let m = parse_modules(&words(&["oracle", "vqa=vqa@3"])).unwrap();
+        assert_eq!(m[&Slot::Loc], ModuleChoice::Oracle);
+        assert_eq!(m[&Slot::Vqa].to_string(), "vqa@3");
+        let m = parse_modules(&words(&["LOC=oracle"])).unwrap();
+        assert_eq!(m.len(), 1);
+        assert!(parse_modules(&words(&["vqa@3"]))
+            .unwrap_err()
+            .contains("expected oracle or SLOT=MODULE@REF"));
+        assert!(parse_modules(&words(&["COUNT=x@1"]))
+            .unwrap_err()
+            .contains("unknown slot `COUNT`"));
+        assert!(parse_modules(&[]).unwrap().is_empty());
+    }
 }

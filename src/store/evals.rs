@@ -11,31 +11,16 @@ use uuid::Uuid;
 use super::records::{CachedProgram, Evaluation, ModuleVersion, Pipeline, Tally};
 use super::{encode, sha256_hex, Store, StoreError, EVALS, EVAL_INDEX, PROGRAMS};
 
-/// 95% Wilson score interval of a proportion, in [0, 1].
+/// 95% Wilson score interval of a tally's accuracy, in [0, 1]
+/// (`stats::wilson_interval`).
 pub fn wilson_interval(t: Tally) -> (f64, f64) {
-    if t.n == 0 {
-        return (0.0, 1.0);
-    }
-    let z = 1.959_963_984_540_054_f64;
-    let n = t.n as f64;
-    let p = t.correct as f64 / n;
-    let denom = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    crate::stats::wilson_interval(t.correct, t.n)
 }
 
 /// Half-width (points) of the 95% interval of a difference of two
-/// independent proportions (normal approximation).
+/// independent accuracies (`stats::diff_half_width`).
 fn diff_half_width(a: Tally, b: Tally) -> f64 {
-    let var = |t: Tally| {
-        if t.n == 0 {
-            return 0.25;
-        }
-        let p = t.accuracy();
-        p * (1.0 - p) / t.n as f64
-    };
-    100.0 * 1.96 * (var(a) + var(b)).sqrt()
+    crate::stats::diff_half_width((a.accuracy(), a.n), (b.accuracy(), b.n))
 }
 
 fn pipeline_key(p: &Pipeline) -> Vec<u8> {

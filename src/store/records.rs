@@ -67,6 +67,15 @@ pub enum AliasEventKind {
     Rollback,
 }
 
+impl std::fmt::Display for AliasEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AliasEventKind::Set => "set",
+            AliasEventKind::Rollback => "rollback",
+        })
+    }
+}
+
 /// One move of an alias; the history is append-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasEvent {
@@ -106,6 +115,18 @@ pub enum RunStatus {
     Failed,
     /// Its process is gone without finishing.
     Interrupted,
+}
+
+impl std::fmt::Display for RunStatus {
+    /// As serde spells it: `running`, `finished`, `failed`, `interrupted`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        })
+    }
 }
 
 /// One run: a trial of an experiment.
@@ -217,4 +238,33 @@ pub struct CachedProgram {
     pub program: Result<String, String>,
     /// When.
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AliasEventKind, RunStatus, Tally};
+
+    #[test]
+    fn display_and_serde_spell_statuses_alike() {
+        for s in [
+            RunStatus::Running,
+            RunStatus::Finished,
+            RunStatus::Failed,
+            RunStatus::Interrupted,
+        ] {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        for k in [AliasEventKind::Set, AliasEventKind::Rollback] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+    }
+
+    #[test]
+    fn a_tally_reads_back_and_an_empty_one_has_accuracy_zero() {
+        let t = Tally { n: 4, correct: 3 };
+        let back: Tally = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(t.accuracy(), 0.75);
+        assert_eq!(Tally::default().accuracy(), 0.0);
+    }
 }

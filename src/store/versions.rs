@@ -21,6 +21,16 @@ pub struct VersionRef {
     pub reference: String,
 }
 
+impl VersionRef {
+    /// `module@reference`.
+    pub fn new(module: impl Into<String>, reference: impl Into<String>) -> VersionRef {
+        VersionRef {
+            module: module.into(),
+            reference: reference.into(),
+        }
+    }
+}
+
 impl std::str::FromStr for VersionRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

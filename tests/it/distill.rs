@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
-use visprog_distiller::data::synth::Task;
 use visprog_distiller::distill::adapter::{self, Combine, Images, Pointer};
 use visprog_distiller::distill::experiment::Experiment;
 use visprog_distiller::nn::text::Answers;
@@ -15,6 +14,7 @@ use visprog_distiller::program::interp::{self, ImageVal, Perception, Rect, Score
 use visprog_distiller::program::validate;
 use visprog_distiller::runtime::actors::GenerateSource;
 use visprog_distiller::runtime::exec::{ExampleOutcome, Job};
+use visprog_distiller::vocab::Task;
 
 use crate::common::{version, vpd, vpd_in, vpd_json, TINY};
 
@@ -50,11 +50,7 @@ fn write_image(path: &Path, shade: u8) -> PathBuf {
 
 /// Runs `program` with the fixed modules on `inputs` and returns the job
 /// and its outcome with the trace, as the executor records them.
-fn traced(
-    task: validate::Task,
-    program: &str,
-    inputs: Vec<(String, PathBuf)>,
-) -> (Job, ExampleOutcome) {
+fn traced(task: Task, program: &str, inputs: Vec<(String, PathBuf)>) -> (Job, ExampleOutcome) {
     let (prog, rep) = validate::check_text(program, Some(task));
     assert!(rep.errors.is_empty(), "{:?}", rep.errors);
     let mut vals = BTreeMap::new();
@@ -84,6 +80,7 @@ fn traced(
         expected: String::new(),
         correct: false,
         error: None,
+        failed_at: None,
         trace: serde_json::to_value(&out.trace).ok(),
     };
     (job, outcome)
@@ -94,7 +91,7 @@ fn adapter_rewrites_gqa_steps_in_every_pointer_mode() {
     let d = tempfile::tempdir().unwrap();
     let img = write_image(&d.path().join("img.png"), 40);
     let (job, outcome) = traced(
-        validate::Task::Gqa,
+        Task::Gqa,
         "BOX0=LOC(image=IMAGE,object='circle')\nIMAGE0=CROP(image=IMAGE,box=BOX0)\nANSWER0=VQA(image=IMAGE0,question='What color is it?')\nANSWER1=VQA(image=IMAGE0,question='Is the circle red?')\nANSWER2=VQA(image=IMAGE,question='What is this?')\nFINAL_RESULT=RESULT(var=ANSWER0)",
         vec![("IMAGE".into(), img)],
     );
@@ -197,7 +194,7 @@ fn adapter_turns_nlvr2_steps_into_statements_and_soft_labels() {
     let left = write_image(&d.path().join("l.png"), 10);
     let right = write_image(&d.path().join("r.png"), 200);
     let (job, outcome) = traced(
-        validate::Task::Nlvr2,
+        Task::Nlvr2,
         "ANSWER0=VQA(image=RIGHT,question='How many circles are in the image?')\nANSWER1=VQA(image=LEFT,question='Is there a red cube in the image?')\nANSWER2=EVAL(expr='{ANSWER0} == 2')\nFINAL_ANSWER=RESULT(var=ANSWER2)",
         vec![("LEFT".into(), left), ("RIGHT".into(), right)],
     );
@@ -784,4 +781,32 @@ fn anchors_keep_the_student_close_to_its_parent_on_them() {
         "training moved the student on the anchors: {free}"
     );
     assert!(kept < 0.5 * free, "anchored {kept} vs free {free}");
+}
+
+/// Issue 17: `eval.tasks = ["gqa", "gqa"]` ran data and pre-training, then
+/// failed with "Mailbox has closed" (a panic in the coordinator) and left an
+/// orphan version. It is refused before anything runs, naming the task.
+#[test]
+fn duplicate_eval_tasks_are_refused_before_anything_runs() {
+    let d = tempfile::tempdir().unwrap();
+    for (file, needle) in [
+        (
+            "[eval]\ntasks = [\"gqa\", \"gqa\"]\n",
+            "`eval.tasks` names gqa twice",
+        ),
+        (
+            "[distill]\nmodules = [\"vqa\", \"vqa\"]\n",
+            "`distill.modules` names vqa twice",
+        ),
+    ] {
+        std::fs::write(d.path().join("e.toml"), file).unwrap();
+        let t = std::time::Instant::now();
+        let out = vpd_in(d.path(), &["--store", "st", "run", "e.toml"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+        assert!(!err.contains("Mailbox"), "{err}");
+        assert!(!d.path().join("st").exists(), "nothing ran, no store made");
+        assert!(t.elapsed().as_secs() < 30, "refused at once");
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use visprog_distiller::program::llm::{self, LlmConfig, LlmError};
-use visprog_distiller::program::validate::Task;
 use visprog_distiller::store::Store;
+use visprog_distiller::vocab::Task;
 
 #[derive(Clone)]
 enum Reply {

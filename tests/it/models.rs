@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use visprog_distiller::data::synth::{self, SynthConfig, Task};
+use visprog_distiller::data::synth::{self, Corpus, SynthConfig};
 use visprog_distiller::models::{self, INPUT};
 use visprog_distiller::nn::model::{Example, Model, ModelMeta, TrainConfig};
 use visprog_distiller::nn::text::Tokenizer;
 use visprog_distiller::nn::DeviceChoice;
 use visprog_distiller::store::{NewVersion, Store};
+use visprog_distiller::vocab::ModelKind;
 
 fn majority(ex: &[(Example, String)]) -> f64 {
     let mut c: BTreeMap<i64, usize> = BTreeMap::new();
@@ -29,7 +30,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
     let dir = d.path().join("generic");
     synth::write(
         SynthConfig {
-            task: Task::Generic,
+            task: Corpus::Generic,
             n: 500,
             seed: 4,
             size: INPUT,
@@ -44,7 +45,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
     let test = models::generic_examples(&dir, "test", &ans).unwrap();
     let tok = Tokenizer::fit(train.iter().map(|(e, _)| e.text.as_str()), 16);
     let meta = ModelMeta {
-        kind: "vqa-student".into(),
+        kind: ModelKind::VqaStudent,
         film: visprog_distiller::nn::film::FilmConfig {
             image_size: INPUT as i64,
             vocab: tok.words.len() as i64,
@@ -165,7 +166,7 @@ fn the_loc_student_learns_boxes_and_round_trips_through_the_store() {
     let dir = d.path().join("generic");
     synth::write(
         SynthConfig {
-            task: Task::Generic,
+            task: Corpus::Generic,
             n: 600,
             seed: 5,
             size: INPUT,
@@ -187,7 +188,7 @@ fn the_loc_student_learns_boxes_and_round_trips_through_the_store() {
     );
     let tok = Tokenizer::fit(train.iter().map(|e| e.name.as_str()), 4);
     let meta = DetectorMeta {
-        kind: "loc-student".into(),
+        kind: ModelKind::LocStudent,
         config: DetectorConfig {
             image_size: INPUT as i64,
             vocab: tok.words.len() as i64,
@@ -325,7 +326,7 @@ fn the_teacher_networks_learn_tiny_data_in_their_formats() {
     let dir = d.path().join("generic");
     synth::write(
         SynthConfig {
-            task: Task::Generic,
+            task: Corpus::Generic,
             n: 700,
             seed: 6,
             size: INPUT,
@@ -402,7 +403,7 @@ fn the_teacher_networks_learn_tiny_data_in_their_formats() {
         let tok = Tokenizer::fit(train.iter().map(|e| e.text.as_str()), 16);
         let answers = if pair { yes_no.clone() } else { ans.clone() };
         let meta = ModelMeta {
-            kind: kind.into(),
+            kind: kind.parse::<ModelKind>().unwrap(),
             film: models::film(tok.words.len(), answers.list.len(), pair),
             tokenizer: tok,
             answers,
@@ -445,7 +446,7 @@ fn init_from_copies_matching_weights_and_embeddings_by_word() {
     let meta = |words: &str, classes: usize, pair: bool| {
         let tok = Tokenizer::fit([words], 16);
         ModelMeta {
-            kind: "nlvr2-teacher".into(),
+            kind: ModelKind::Nlvr2Teacher,
             film: models::film(tok.words.len(), classes, pair),
             tokenizer: tok,
             answers: visprog_distiller::nn::text::Answers {

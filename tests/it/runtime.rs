@@ -4,15 +4,14 @@
 
 use std::path::Path;
 
-use visprog_distiller::data::synth::Task;
 use visprog_distiller::models;
 use visprog_distiller::nn::model::Model;
 use visprog_distiller::nn::DeviceChoice;
-use visprog_distiller::program::validate;
 use visprog_distiller::runtime::actors::{Batch, Batcher, Call};
 use visprog_distiller::runtime::eval;
 use visprog_distiller::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
 use visprog_distiller::store::{NewVersion, Store};
+use visprog_distiller::vocab::Task;
 
 use crate::common::vpd_json;
 
@@ -116,7 +115,7 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
         exec::execute(
             &st,
             &jobs,
-            validate::Task::Gqa,
+            Task::Gqa,
             &vqa,
             &ModuleChoice::Oracle,
             None,

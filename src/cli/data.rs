@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use visprog_distiller::data::{check, synth};
 
-use crate::Cli;
+use super::Cli;
 
 /// `vpd data ...`
 #[derive(Debug, Subcommand)]
@@ -16,7 +16,7 @@ pub enum DataCmd {
     Synth {
         /// gqa, nlvr2 or generic.
         #[arg(long)]
-        task: synth::Task,
+        task: synth::Corpus,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -90,7 +90,7 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_message(format!("synth {task:?}").to_lowercase());
+            bar.set_message(format!("synth {task}"));
             let t = std::time::Instant::now();
             let report = synth::write(cfg, out, &|done, total| {
                 bar.set_length(total as u64);
@@ -105,7 +105,7 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
             } else {
                 println!(
                     "wrote {} to {} in {:.1} s: {} images; examples per split: {}",
-                    format!("{task:?}").to_lowercase(),
+                    task,
                     out.display(),
                     t.elapsed().as_secs_f64(),
                     report.images,
@@ -210,10 +210,10 @@ fn nlvr2_oracle(
 }
 
 /// A grid of the first 8 train images of what `synth` wrote.
-fn write_preview(task: synth::Task, out: &std::path::Path, file: &std::path::Path) -> Result<()> {
+fn write_preview(task: synth::Corpus, out: &std::path::Path, file: &std::path::Path) -> Result<()> {
     use visprog_distiller::data::{images, render};
     let dir = match task {
-        synth::Task::Gqa => out.join("images"),
+        synth::Corpus::Gqa => out.join("images"),
         _ => out.join("images").join("train"),
     };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)?
@@ -224,7 +224,7 @@ fn write_preview(task: synth::Task, out: &std::path::Path, file: &std::path::Pat
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            !n.contains("crop") && (task != synth::Task::Gqa || n.starts_with('1'))
+            !n.contains("crop") && (task != synth::Corpus::Gqa || n.starts_with('1'))
         })
         .collect();
     paths.sort();

@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use visprog_distiller::data::synth::Task;
 use visprog_distiller::models::{self, PretrainConfig, PretrainReport};
 use visprog_distiller::nn::{self, model::TrainConfig};
+use visprog_distiller::vocab::Task;
 
-use crate::Cli;
+use super::Cli;
 
 /// Training settings shared by both.
 #[derive(Debug, Args)]
@@ -56,7 +56,7 @@ pub enum PretrainCmd {
 }
 
 pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
-    let store = crate::cmd_store::open(cli)?;
+    let store = super::common::open(cli)?;
     let only = match cmd {
         PretrainCmd::Students { only, .. } => only.clone(),
         PretrainCmd::Teacher { .. } => None,
@@ -69,9 +69,6 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
         PretrainCmd::Students { common, .. } => (common, None),
         PretrainCmd::Teacher { task, common, .. } => (common, Some(*task)),
     };
-    if task == Some(Task::Generic) {
-        bail!("--task must be gqa or nlvr2");
-    }
     let cfg = PretrainConfig {
         n: common.n,
         data_seed: 0,
@@ -86,15 +83,8 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
         init_from,
     };
     nn::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
-    let bar = indicatif::ProgressBar::new(common.epochs as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] epoch {pos}/{len} ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let what = task.map_or("vqa student".to_string(), |t| {
-        format!("{t:?} teacher").to_lowercase()
-    });
+    let bar = super::common::bar(common.epochs as u64, false, "epoch");
+    let what = task.map_or("vqa student".to_string(), |t| format!("{t} teacher"));
     bar.set_message(format!("{what}: making data"));
     let progress = |epoch: usize, loss: f64, acc: f64| {
         bar.set_position(epoch as u64 + 1);

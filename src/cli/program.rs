@@ -11,10 +11,12 @@ use visprog_distiller::data::gqa;
 use visprog_distiller::models;
 use visprog_distiller::program::eval::Val;
 use visprog_distiller::program::oracle::Oracle;
-use visprog_distiller::program::validate::{self, Task};
+use visprog_distiller::program::validate;
 use visprog_distiller::program::{convert, interp, run as prun};
+use visprog_distiller::runtime::exec::{parse_modules, ModuleChoice};
+use visprog_distiller::vocab::{Slot, Task};
 
-use crate::Cli;
+use super::Cli;
 
 /// `vpd program ...`
 #[derive(Debug, Subcommand)]
@@ -40,7 +42,7 @@ pub enum ProgramCmd {
         images: Vec<String>,
         /// LOC and VQA: `oracle` (perfect perception from the synthetic scene
         /// graph found beside each image).
-        #[arg(long, num_args = 1.., value_name = "oracle|MODULE=MODULE@REF")]
+        #[arg(long, num_args = 1.., value_name = "oracle|SLOT=MODULE@REF")]
         modules: Vec<String>,
         /// Write the trace as one HTML page.
         #[arg(long)]
@@ -63,14 +65,6 @@ pub enum ProgramCmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn parse_task(s: &str) -> Option<Task> {
-    match s {
-        "gqa" => Some(Task::Gqa),
-        "nlvr" | "nlvr2" => Some(Task::Nlvr2),
-        _ => None,
-    }
 }
 
 pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
@@ -114,7 +108,10 @@ fn check(file: &Path, as_json: bool) -> Result<ExitCode> {
             let p = v["program"].as_str().with_context(|| {
                 format!("{}: line {}: no `program` string", file.display(), i + 1)
             })?;
-            programs.push((p.to_string(), v["task"].as_str().and_then(parse_task)));
+            programs.push((
+                p.to_string(),
+                v["task"].as_str().and_then(|t| t.parse::<Task>().ok()),
+            ));
         }
     } else {
         programs.push((text, None));
@@ -221,7 +218,7 @@ fn run_program(
     let Some(prog) = prog.filter(|_| rep.errors.is_empty()) else {
         for e in &rep.errors {
             eprintln!(
-                "error: {}: line {} column {}: {:?}: {}",
+                "{}: line {} column {}: error[{}]: {}",
                 file.display(),
                 e.line,
                 e.column,
@@ -283,8 +280,9 @@ fn run_program(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--modules`: `oracle` (LOC and VQA), or `LOC=oracle`, `VQA=oracle`,
-/// `VQA=vqa@REF` (a trained VQA version from the store).
+/// `--modules` (one syntax with `vpd eval`): `oracle` (LOC and VQA), or
+/// `SLOT=oracle`, `SLOT=MODULE@REF` (a version from the store); a slot no
+/// word names answers with an error naming how to fill it.
 fn build_modules(
     store: &Path,
     modules: &[String],
@@ -308,35 +306,21 @@ fn build_modules(
     };
     let mut loc: Option<Box<dyn interp::Perception>> = None;
     let mut vqa: Option<Box<dyn interp::Perception>> = None;
-    for m in modules {
-        let (slot, spec) = match m.split_once('=') {
-            Some((s, v)) => (Some(s.to_uppercase()), v),
-            None => (None, m.as_str()),
-        };
-        let slot_name = slot.clone().unwrap_or_else(|| "VQA".into());
-        let provider: Box<dyn interp::Perception> = if spec == "oracle" {
-            Box::new(oracle()?)
-        } else {
-            let r: visprog_distiller::store::VersionRef =
-                spec.parse().map_err(anyhow::Error::msg)?;
-            let store = visprog_distiller::store::Store::open(store)?;
-            let cpu = visprog_distiller::nn::DeviceChoice::Cpu;
-            match slot_name.as_str() {
-                "LOC" => Box::new(models::load_loc(&store, &r, cpu)?),
-                _ => Box::new(models::load_vqa(&store, &r, cpu)?),
-            }
-        };
-        match slot.as_deref() {
-            None => {
-                if spec != "oracle" {
-                    bail!("give a slot for `{m}`: VQA={m} (LOC=... for detection)");
+    for (slot, choice) in parse_modules(modules).map_err(anyhow::Error::msg)? {
+        let provider: Box<dyn interp::Perception> = match &choice {
+            ModuleChoice::Oracle => Box::new(oracle()?),
+            ModuleChoice::Version(r) => {
+                let store = visprog_distiller::store::Store::open(store)?;
+                let cpu = visprog_distiller::nn::DeviceChoice::Cpu;
+                match slot {
+                    Slot::Loc => Box::new(models::load_loc(&store, r, cpu)?),
+                    Slot::Vqa => Box::new(models::load_vqa(&store, r, cpu)?),
                 }
-                loc = Some(Box::new(oracle()?));
-                vqa = Some(provider);
             }
-            Some("LOC") => loc = Some(provider),
-            Some("VQA") => vqa = Some(provider),
-            Some(other) => bail!("unknown module slot `{other}` (LOC or VQA)"),
+        };
+        match slot {
+            Slot::Loc => loc = Some(provider),
+            Slot::Vqa => vqa = Some(provider),
         }
     }
     struct Missing(&'static str);

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use visprog_distiller::bench;
 
-use crate::Cli;
+use super::Cli;
 
 /// `vpd bench ...`
 #[derive(Debug, Subcommand)]
@@ -99,8 +99,8 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             sequential_threads,
             json,
         } => {
-            let store = crate::cmd_store::open(cli)?;
-            let (v, l) = crate::cmd_eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
+            let store = super::common::open(cli)?;
+            let (v, l) = super::eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
             let quiet = *json;
             let r = bench::exec::run(
                 &store,
@@ -276,19 +276,19 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                         .unwrap_or_default(),
                 );
                 let out = c.output().map_err(|e| {
-                    visprog_distiller::data::DataError::Invalid(format!(
+                    visprog_distiller::data::DataError::Bench(format!(
                         "spawn {}: {e}",
                         exe.display()
                     ))
                 })?;
                 if !out.status.success() {
-                    return Err(visprog_distiller::data::DataError::Invalid(format!(
+                    return Err(visprog_distiller::data::DataError::Bench(format!(
                         "load child failed: {}",
                         String::from_utf8_lossy(&out.stderr).trim()
                     )));
                 }
                 serde_json::from_slice(&out.stdout)
-                    .map_err(|e| visprog_distiller::data::DataError::Invalid(e.to_string()))
+                    .map_err(|e| visprog_distiller::data::DataError::Bench(e.to_string()))
             };
             let r = bench::data::run(
                 &std::env::temp_dir(),

@@ -5,9 +5,18 @@ use std::process::ExitCode;
 use anyhow::Result;
 use visprog_distiller::doctor;
 
-use crate::Cli;
+use super::Cli;
 
-pub fn run(cli: &Cli, json: bool) -> Result<ExitCode> {
+/// `vpd doctor`
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, a: &DoctorArgs) -> Result<ExitCode> {
+    let json = a.json;
     let report = doctor::run(&cli.store);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -7,7 +7,7 @@ use clap::Args;
 use visprog_distiller::measure::{self, Scores, Versions};
 use visprog_distiller::store::VersionRef;
 
-use crate::Cli;
+use super::Cli;
 
 /// `vpd measure ...`
 #[derive(Debug, Args)]
@@ -41,7 +41,7 @@ fn line(what: &str, s: &Scores) {
 }
 
 pub fn run(cli: &Cli, a: &MeasureArgs) -> Result<ExitCode> {
-    let store = crate::cmd_store::open(cli)?;
+    let store = super::common::open(cli)?;
     visprog_distiller::nn::set_threads(
         std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
     );

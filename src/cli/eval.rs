@@ -2,15 +2,16 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
-use visprog_distiller::data::synth::Task;
 use visprog_distiller::program::llm::LlmConfig;
 use visprog_distiller::runtime::eval::{self, EvalReport, EvalSpec};
-use visprog_distiller::runtime::exec::{ExecConfig, ModuleChoice};
+use visprog_distiller::runtime::exec::{parse_modules, ExecConfig, ModuleChoice};
 use visprog_distiller::store::VersionRef;
+use visprog_distiller::vocab::{Slot, Task};
 
-use crate::Cli;
+use super::common::{self, open, short};
+use super::Cli;
 
 /// `vpd eval ...`
 #[derive(Debug, Args)]
@@ -51,62 +52,31 @@ pub struct EvalArgs {
     json: bool,
 }
 
-/// Parses `--modules` into the VQA and LOC slots.
+/// `--modules` for `vpd eval` and `vpd bench exec`: the VQA and LOC slots,
+/// `vqa@base` and `loc@base` where the words name none.
 pub fn slots(modules: &[String]) -> Result<(ModuleChoice, ModuleChoice)> {
-    let mut vqa = ModuleChoice::Version("vqa@base".parse().map_err(anyhow::Error::msg)?);
-    let mut loc = ModuleChoice::Version("loc@base".parse().map_err(anyhow::Error::msg)?);
-    for m in modules {
-        if m == "oracle" {
-            vqa = ModuleChoice::Oracle;
-            loc = ModuleChoice::Oracle;
-            continue;
-        }
-        let Some((slot, spec)) = m.split_once('=') else {
-            bail!("--modules {m}: expected oracle or SLOT=MODULE@REF (SLOT: VQA or LOC)");
-        };
-        let choice = if spec == "oracle" {
-            ModuleChoice::Oracle
-        } else {
-            let r: VersionRef = spec.parse().map_err(anyhow::Error::msg)?;
-            ModuleChoice::Version(r)
-        };
-        match slot.to_uppercase().as_str() {
-            "VQA" => vqa = choice,
-            "LOC" => loc = choice,
-            other => bail!("--modules {m}: unknown slot `{other}` (VQA or LOC)"),
-        }
-    }
+    let mut m = parse_modules(modules).map_err(anyhow::Error::msg)?;
+    let base = |s: Slot| {
+        ModuleChoice::Version(VersionRef {
+            module: s.module().into(),
+            reference: "base".into(),
+        })
+    };
+    let vqa = m.remove(&Slot::Vqa).unwrap_or_else(|| base(Slot::Vqa));
+    let loc = m.remove(&Slot::Loc).unwrap_or_else(|| base(Slot::Loc));
     Ok((vqa, loc))
 }
 
-fn name(c: &ModuleChoice) -> String {
-    match c {
-        ModuleChoice::Oracle => "oracle".into(),
-        ModuleChoice::Version(r) => r.to_string(),
-    }
-}
-
 pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
-    let store = crate::cmd_store::open(cli)?;
-    if a.task == Task::Generic {
-        bail!("--task must be gqa or nlvr2");
-    }
+    let store = open(cli)?;
     let data = eval::task_data(&store, a.task, a.n)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let bar = indicatif::ProgressBar::new(0);
-    if a.json || cli.quiet {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = common::bar(0, a.json || cli.quiet, "");
     let progress = |k: usize, n: usize| {
         bar.set_length(n as u64);
         bar.set_position(k as u64);
     };
-    let task = format!("{:?}", a.task).to_lowercase();
+    let task = a.task.to_string();
     let (what, r) = if let Some(t) = &a.teacher {
         let reference = if t.is_empty() {
             format!("{task}-teacher@teacher")
@@ -126,7 +96,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         };
         // One libtorch thread per worker; a worker per core per module.
         visprog_distiller::nn::set_threads(1);
-        let what = format!("VQA={} LOC={}", name(&vqa), name(&loc));
+        let what = format!("VQA={vqa} LOC={loc}");
         let spec = EvalSpec {
             task: a.task,
             split: a.split.clone(),
@@ -166,7 +136,7 @@ fn print_report(task: &str, split: &str, what: &str, r: &EvalReport) {
         if r.reused {
             format!(
                 " (stored evaluation {}, --force to run again)",
-                &r.evaluation.id.to_string()[..12]
+                short(&r.evaluation.id)
             )
         } else {
             String::new()
@@ -196,91 +166,4 @@ fn print_report(task: &str, split: &str, what: &str, r: &EvalReport) {
         );
     }
     println!("  evaluation {}", r.evaluation.id);
-}
-
-/// `vpd show ID`: a run, or an evaluation with its errors (and one
-/// example's HTML trace with `--example ID --trace OUT.html`).
-pub fn show(
-    cli: &Cli,
-    id: &str,
-    example: Option<&str>,
-    trace: Option<&std::path::Path>,
-    json: bool,
-) -> Result<ExitCode> {
-    let store = crate::cmd_store::open(cli)?;
-    let Some(e) = eval::find_by_prefix(&store, id)? else {
-        if example.is_some() {
-            bail!("--example needs an evaluation id; `{id}` is none");
-        }
-        return crate::cmd_store::show(cli, id, json);
-    };
-    if let (Some(ex), Some(out)) = (example, trace) {
-        let html = eval::trace_html(&store, &e, ex)?;
-        std::fs::write(out, html)
-            .map_err(|err| anyhow::anyhow!("writing {}: {err}", out.display()))?;
-        eprintln!("wrote the trace of {ex} to {}", out.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let d = eval::details(&store, &e)?;
-    if json {
-        let mut j = serde_json::to_value(&e)?;
-        j["details"] = serde_json::to_value(&d)?;
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let p = &e.pipeline;
-    println!("evaluation {}", e.id);
-    println!(
-        "pipeline   {} {} ({}), generator {}",
-        p.task, p.split, p.dataset, p.generator
-    );
-    for (slot, v) in &p.modules {
-        let name = match v
-            .parse::<uuid::Uuid>()
-            .ok()
-            .and_then(|u| store.version_by_id(u).ok().flatten())
-        {
-            Some(v) => format!("{}@{}", v.module, v.number),
-            None => v.clone(),
-        };
-        println!("  {slot:<8} {name}");
-    }
-    let (lo, hi) = visprog_distiller::store::wilson_interval(e.total);
-    println!(
-        "accuracy   {:.1}% [{:.1}, {:.1}] (n={})",
-        100.0 * e.total.accuracy(),
-        100.0 * lo,
-        100.0 * hi,
-        e.total.n
-    );
-    if let Some(d) = d {
-        println!(
-            "wrong      {} program errors, {} module errors; {} failed at a step",
-            d.program_errors, d.module_errors, d.failed_steps
-        );
-        let wrong: Vec<&serde_json::Value> = d
-            .examples
-            .iter()
-            .filter(|x| x["correct"] == false)
-            .take(10)
-            .collect();
-        for x in wrong {
-            println!(
-                "  {} {:?}: said {}, expected {}{}",
-                x["id"].as_str().unwrap_or("?"),
-                x["text"].as_str().unwrap_or(""),
-                x["predicted"],
-                x["expected"],
-                x["error"]
-                    .as_str()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            );
-        }
-        println!(
-            "(vpd show {} --example ID --trace OUT.html for one trace)",
-            &e.id.to_string()[..13]
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,75 @@
+//! What many commands share: opening the store, JSON on stdout, short ids,
+//! progress bars.
+
+use anyhow::Result;
+use uuid::Uuid;
+use visprog_distiller::store::Store;
+
+use super::Cli;
+
+/// The store `--store` names (created when missing).
+pub fn open(cli: &Cli) -> Result<Store> {
+    Ok(Store::open(&cli.store)?)
+}
+
+/// One JSON document on stdout.
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// The first 12 hex digits of an id, as `vpd runs` and `vpd versions` print it.
+pub fn short(id: &Uuid) -> String {
+    id.simple().to_string()[..12].to_string()
+}
+
+/// At most the first `n` characters of a stored string (a hash, a commit):
+/// never a slice past its end, whatever the record holds.
+pub fn prefix(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `{msg} [====>   ] pos/len (elapsed)`.
+pub fn bar_style(unit: &str) -> indicatif::ProgressStyle {
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!("{unit} ")
+    };
+    indicatif::ProgressStyle::with_template(&format!(
+        "{{msg}} [{{bar:30}}] {unit}{{pos}}/{{len}} ({{elapsed}})"
+    ))
+    .expect("valid template")
+    .progress_chars("=> ")
+}
+
+/// `⠋ msg (elapsed)` for work of unknown length.
+pub fn spinner_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template")
+}
+
+/// A progress bar on stderr, drawn only when `hidden` is false.
+pub fn bar(len: u64, hidden: bool, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if hidden {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(bar_style(unit));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix;
+
+    #[test]
+    fn prefix_never_slices_past_the_end() {
+        assert_eq!(prefix("abcdef", 3), "abc");
+        assert_eq!(prefix("ab", 12), "ab");
+        assert_eq!(prefix("", 12), "");
+        assert_eq!(prefix("ééé", 2), "éé");
+    }
+}

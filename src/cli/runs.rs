@@ -1,0 +1,232 @@
+//! Runs and evaluations: `vpd runs`, `vpd show RUN|EVALUATION`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use visprog_distiller::runtime::eval;
+use visprog_distiller::store::ModuleVersion;
+
+use super::common::{open, prefix, print_json, short};
+use super::{render, Cli};
+
+/// `vpd runs`
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `vpd show ID [--example ID --trace OUT.html]`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Run or evaluation id, or a unique prefix.
+    run: String,
+    /// For an evaluation: this example's trace...
+    #[arg(long, requires = "trace")]
+    example: Option<String>,
+    /// ...written to this self-contained HTML file.
+    #[arg(long, requires = "example")]
+    trace: Option<std::path::PathBuf>,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `vpd runs`
+pub fn runs(cli: &Cli, a: &RunsArgs) -> Result<ExitCode> {
+    let json = a.json;
+    let store = open(cli)?;
+    let runs = store.runs()?;
+    if json {
+        let v: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                let mut j = serde_json::to_value(r).expect("records serialise");
+                j["status"] = serde_json::to_value(r.effective_status()).expect("status");
+                j["recorded_status"] = serde_json::to_value(r.status).expect("status");
+                j
+            })
+            .collect();
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs in {}", store.root().display());
+    }
+    for r in &runs {
+        println!(
+            "{}  {:<20} seed {:<4} {:<12} {}",
+            short(&r.id),
+            r.experiment,
+            r.seed,
+            r.effective_status().to_string(),
+            r.started_at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vpd show ID`: a run, or an evaluation with its errors (and one
+/// example's HTML trace with `--example ID --trace OUT.html`).
+pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
+    let (id, example, trace, json) = (
+        a.run.as_str(),
+        a.example.as_deref(),
+        a.trace.as_deref(),
+        a.json,
+    );
+    let store = open(cli)?;
+    let Some(e) = eval::find_by_prefix(&store, id)? else {
+        if example.is_some() {
+            bail!("--example needs an evaluation id; `{id}` is none");
+        }
+        return show_run(cli, id, json);
+    };
+    if let (Some(ex), Some(out)) = (example, trace) {
+        let html = eval::trace_html(&store, &e, ex)?;
+        std::fs::write(out, html)
+            .map_err(|err| anyhow::anyhow!("writing {}: {err}", out.display()))?;
+        eprintln!("wrote the trace of {ex} to {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = eval::details(&store, &e)?;
+    if json {
+        let mut j = serde_json::to_value(&e)?;
+        j["details"] = serde_json::to_value(&d)?;
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = &e.pipeline;
+    println!("evaluation {}", e.id);
+    println!(
+        "pipeline   {} {} ({}), generator {}",
+        p.task, p.split, p.dataset, p.generator
+    );
+    for (slot, v) in &p.modules {
+        let name = match v
+            .parse::<uuid::Uuid>()
+            .ok()
+            .and_then(|u| store.version_by_id(u).ok().flatten())
+        {
+            Some(v) => format!("{}@{}", v.module, v.number),
+            None => v.clone(),
+        };
+        println!("  {slot:<8} {name}");
+    }
+    let (lo, hi) = visprog_distiller::store::wilson_interval(e.total);
+    println!(
+        "accuracy   {:.1}% [{:.1}, {:.1}] (n={})",
+        100.0 * e.total.accuracy(),
+        100.0 * lo,
+        100.0 * hi,
+        e.total.n
+    );
+    if let Some(d) = d {
+        println!(
+            "wrong      {} program errors, {} module errors; {} failed at a step",
+            d.program_errors, d.module_errors, d.failed_steps
+        );
+        let wrong: Vec<&serde_json::Value> = d
+            .examples
+            .iter()
+            .filter(|x| x["correct"] == false)
+            .take(10)
+            .collect();
+        for x in wrong {
+            println!(
+                "  {} {:?}: said {}, expected {}{}",
+                x["id"].as_str().unwrap_or("?"),
+                x["text"].as_str().unwrap_or(""),
+                x["predicted"],
+                x["expected"],
+                x["error"]
+                    .as_str()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        println!(
+            "(vpd show {} --example ID --trace OUT.html for one trace)",
+            short(&e.id)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vpd show RUN`
+fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
+    let store = open(cli)?;
+    let run = store.run(id)?;
+    let versions: Vec<ModuleVersion> = store
+        .versions(None)?
+        .into_iter()
+        .filter(|v| v.run == Some(run.id))
+        .collect();
+    let evals: Vec<_> = store
+        .evaluations()?
+        .into_iter()
+        .filter(|e| e.run == Some(run.id))
+        .collect();
+    let report: Option<serde_json::Value> = match &run.report {
+        Some(h) => Some(serde_json::from_slice(&store.blobs().get(h)?)?),
+        None => None,
+    };
+    if json {
+        let mut j = serde_json::to_value(&run)?;
+        j["status"] = serde_json::to_value(run.effective_status())?;
+        if let Some(r) = &report {
+            j["report"] = r.clone();
+        }
+        j["versions"] = serde_json::to_value(&versions)?;
+        j["evaluations"] = serde_json::to_value(&evals)?;
+        print_json(&j)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run        {}", run.id);
+    println!("experiment {}", run.experiment);
+    println!("status     {:?}", run.effective_status());
+    println!("seed       {}", run.seed);
+    println!(
+        "where      {} pid {} (git {}{}, torch {}, {} threads)",
+        run.host,
+        run.pid,
+        run.git_commit.as_deref().map_or("-", |c| prefix(c, 12)),
+        if run.git_dirty == Some(true) {
+            ", dirty"
+        } else {
+            ""
+        },
+        run.torch_version.as_deref().unwrap_or("-"),
+        run.threads
+    );
+    println!("started    {}", run.started_at);
+    if let Some(e) = run.ended_at {
+        println!("ended      {e}");
+    }
+    if let Some(e) = &run.error {
+        println!("error      {e}");
+    }
+    for v in &versions {
+        println!("version    {}@{} ({})", v.module, v.number, short(&v.id));
+    }
+    for e in &evals {
+        println!(
+            "evaluation {} {}: {:.1}% of {}",
+            e.pipeline.task,
+            e.pipeline.split,
+            100.0 * e.total.accuracy(),
+            e.total.n
+        );
+    }
+    println!("config     {}", serde_json::to_string(&run.config)?);
+    if let Some(r) = report {
+        println!();
+        match serde_json::from_value::<visprog_distiller::distill::RunReport>(r) {
+            Ok(r) => render::print_run(&r),
+            Err(e) => println!("(its report does not read: {e})"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

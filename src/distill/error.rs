@@ -1,0 +1,109 @@
+//! Why a run stopped: typed, so that the run record and the user see the
+//! cause, and callers can tell the kinds apart without reading messages.
+
+use crate::data::DataError;
+use crate::models::ModelError;
+use crate::runtime::eval::EvalError;
+use crate::runtime::exec::ExecError;
+use crate::store::StoreError;
+
+/// An error that stops a run (recorded on the run as `failed`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A network.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// An evaluation.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// Execution.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The experiment or its sweep cannot be run as written.
+    #[error(transparent)]
+    Config(#[from] crate::distill::experiment::ConfigError),
+    /// The run's actor system did not start.
+    #[error("the run's actor system did not start")]
+    ActorSystem,
+    /// An actor answered with an error, or its mailbox closed.
+    #[error("the {actor} actor: {message}")]
+    Actor {
+        /// Teacher, Trainer or Coordinator.
+        actor: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// Code inside an actor panicked: a defect in vpd, reported with its
+    /// message instead of a closed mailbox.
+    #[error("the {actor} actor panicked: {message} (a defect in vpd; please report it)")]
+    Panicked {
+        /// Teacher, Trainer or Coordinator.
+        actor: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+    /// A version the experiment names is not in the store, and vpd does
+    /// not pre-train it on demand.
+    #[error("{reference} is not in this store ({why})")]
+    NotInStore {
+        /// MODULE@REF as the experiment names it.
+        reference: String,
+        /// Why it is not made.
+        why: String,
+    },
+    /// A version reference that does not parse.
+    #[error("`{reference}`: {message}")]
+    BadReference {
+        /// As written.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// The distillation task has no teacher.
+    #[error("no teacher for {0}: set `teachers.{0}`")]
+    NoTeacher(crate::vocab::Task),
+    /// A version of the wrong kind in a slot.
+    #[error("{version} is a {kind}, not a {wanted}")]
+    WrongKind {
+        /// MODULE@N.
+        version: String,
+        /// Its checkpoint's kind.
+        kind: String,
+        /// What the slot needs.
+        wanted: &'static str,
+    },
+    /// Nothing left to train on after the teacher's labels were filtered.
+    #[error("{0}")]
+    NothingToTrain(String),
+    /// An invariant of vpd's own code does not hold.
+    #[error("internal error: {0} (a defect in vpd; please report it)")]
+    Defect(String),
+    /// A stored evaluation lacks the per-example details a paired
+    /// comparison needs.
+    #[error("evaluation {0} has no details")]
+    NoDetails(uuid::Uuid),
+}
+
+impl RunError {
+    /// An actor's error answer or closed mailbox, as the caller saw it.
+    pub fn actor(actor: &'static str) -> impl Fn(String) -> RunError {
+        move |message| RunError::Actor { actor, message }
+    }
+}
+
+/// The message of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}

@@ -1,0 +1,728 @@
+//! `vpd run`: the Coordinator's phases.
+//!
+//! 1. data: the synthetic sets of the experiment, made under the store
+//!    when missing (keyed by their generator config);
+//! 2. pre-training of every version the store lacks (students, teachers);
+//! 3. the base pipeline, the oracle-module pipeline and each teacher on
+//!    every evaluated task's split (stored evaluations are reused);
+//! 4. distillation: the base pipeline's programs run on the distill split
+//!    (jobs without answers or scene graphs), each VQA step adapted for the
+//!    teacher in every pointer mode, the Teacher actor's soft labels in
+//!    the configured mode (filtered by confidence) sent to the Trainer
+//!    actor with a dev slice made the same way from the dev split; the
+//!    fitted student saved as a new version with its lineage;
+//! 5. pseudo-label accuracy of every pointer mode, against ground truth
+//!    the oracle reads from the scene graphs (measurement only: it runs
+//!    after the student is trained and nothing of it reaches training);
+//! 6. the distilled pipeline on every task, the cross-task regression
+//!    gate against the parent, and the alias moved only when it passes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::actors::{Label, LoadTeacher};
+use super::adapter::{self, Images, StepSample};
+use super::experiment::Experiment;
+use crate::data::synth::{Corpus, SynthConfig};
+use crate::data::DataError;
+use crate::models::{self, ModelError, INPUT};
+use crate::nn::model::{Example, Model};
+use crate::nn::DeviceChoice;
+use crate::runtime::eval::{self, EvalReport, EvalSpec, Score};
+use crate::runtime::exec::{self, ask, ExecConfig, ImageCache, ModuleChoice};
+use crate::store::{GateReport, ModuleVersion, Store, VersionRef};
+use crate::vocab::{Slot, Task};
+
+use super::coordinator::{Links, Progress};
+use super::error::RunError;
+use super::loc::distill_loc;
+use super::pretrain::ensure;
+use super::report::*;
+use super::vqa::distill_vqa;
+
+pub(super) fn version_ref(v: &ModuleVersion) -> VersionRef {
+    VersionRef {
+        module: v.module.clone(),
+        reference: v.number.to_string(),
+    }
+}
+
+pub(super) fn label(v: &ModuleVersion) -> String {
+    format!("{}@{}", v.module, v.number)
+}
+
+pub(super) fn task_name(t: Task) -> String {
+    t.to_string()
+}
+
+pub(super) fn n_of(exp: &Experiment, t: Corpus) -> usize {
+    match t {
+        Corpus::Gqa => exp.data.gqa_n,
+        Corpus::Nlvr2 => exp.data.nlvr2_n,
+        Corpus::Generic => exp.data.generic_n,
+    }
+}
+
+pub(super) fn data(store: &Store, exp: &Experiment, t: Corpus) -> Result<PathBuf, DataError> {
+    models::data_dir(
+        store,
+        SynthConfig {
+            task: t,
+            n: n_of(exp, t),
+            seed: exp.data.seed,
+            size: INPUT,
+        },
+    )
+}
+
+pub(super) fn evaluate(
+    store: &Store,
+    exp: &Experiment,
+    task: Task,
+    dir: &Path,
+    vqa: &ModuleVersion,
+    loc: ModuleChoice,
+    progress: &dyn Progress,
+) -> Result<EvalReport, RunError> {
+    let vqa_choice = match &loc {
+        ModuleChoice::Oracle => ModuleChoice::Oracle,
+        _ => ModuleChoice::Version(version_ref(vqa)),
+    };
+    let what = format!(
+        "evaluating {} on {} {}",
+        match &loc {
+            ModuleChoice::Oracle => "oracle modules".to_string(),
+            _ => label(vqa),
+        },
+        task_name(task),
+        exp.eval.split
+    );
+    progress.phase(&what, None);
+    let spec = EvalSpec {
+        task,
+        split: exp.eval.split.clone(),
+        vqa: vqa_choice,
+        loc,
+        llm: None,
+        data: dir.to_path_buf(),
+        limit: (exp.eval.limit > 0).then_some(exp.eval.limit),
+        force: false,
+    };
+    Ok(eval::evaluate(
+        store,
+        &spec,
+        ExecConfig::batched(crate::nn::threads()),
+        &|k, _| progress.set(k as u64, &what),
+    )?)
+}
+
+/// The VQA steps of the base pipeline's programs on a split (jobs without
+/// answers or scene graphs).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn collect(
+    store: &Store,
+    task: Task,
+    dir: &Path,
+    split: &str,
+    limit: usize,
+    vqa: &ModuleVersion,
+    loc: &ModuleVersion,
+    progress: &dyn Progress,
+) -> Result<(Vec<StepSample>, Vec<StepSample>), RunError> {
+    let mut jobs = eval::jobs_without_truth(task, dir, split)?;
+    if limit > 0 {
+        jobs.truncate(limit);
+    }
+    let what = format!("running {} {split} programs", task_name(task));
+    progress.phase(&what, Some(jobs.len() as u64));
+    let rep = exec::execute(
+        store,
+        &jobs,
+        task,
+        &ModuleChoice::Version(version_ref(vqa)),
+        &ModuleChoice::Version(version_ref(loc)),
+        None,
+        ExecConfig::batched(crate::nn::threads()),
+        &ImageCache::default(),
+        &|k| progress.set(k as u64, &what),
+    )?;
+    let vqa_steps = jobs
+        .iter()
+        .zip(&rep.outcomes)
+        .flat_map(|(j, o)| adapter::steps_of(j, o))
+        .collect();
+    let loc_steps = jobs
+        .iter()
+        .zip(&rep.outcomes)
+        .flat_map(|(j, o)| adapter::loc_steps_of(j, o))
+        .collect();
+    Ok((vqa_steps, loc_steps))
+}
+
+pub(super) fn paired(
+    store: &Store,
+    base: &EvalReport,
+    distilled: &EvalReport,
+) -> Result<Difference, RunError> {
+    let correct = |r: &EvalReport| -> Result<BTreeMap<String, bool>, RunError> {
+        let d = eval::details(store, &r.evaluation)?.ok_or(RunError::NoDetails(r.evaluation.id))?;
+        Ok(d.examples
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e.get("id")?.as_str()?.to_string(),
+                    e.get("correct")?.as_bool()?,
+                ))
+            })
+            .collect())
+    };
+    let (a, b) = (correct(base)?, correct(distilled)?);
+    let diffs: Vec<f64> = a
+        .iter()
+        .filter_map(|(k, x)| b.get(k).map(|y| *y as i32 as f64 - *x as i32 as f64))
+        .collect();
+    let p = crate::stats::paired(&diffs);
+    Ok(Difference {
+        points: p.points,
+        ci95: p.ci95,
+        n: p.n,
+    })
+}
+
+/// A run's phases, in order; each is a named step below. The elapsed time
+/// of each lands in the report's `seconds`.
+pub(super) fn phases(
+    store: &Store,
+    exp: &Experiment,
+    run_id: uuid::Uuid,
+    links: &Links,
+    shared: &Arc<dyn Progress>,
+) -> Result<RunReport, RunError> {
+    let progress = shared.as_ref();
+    let mut clock = Clock::start();
+    let data = prepare_data(store, exp, progress)?;
+    clock.lap("data");
+    let modules = pretrain(store, exp, &data.tasks, progress)?;
+    clock.lap("pretrain");
+    let before = baselines(store, exp, &data, &modules, progress)?;
+    clock.lap("evaluate base");
+    let (teacher, teacher_meta) = load_teacher(store, exp, &modules, links)?;
+    let steps = collect_steps(store, exp, &data, &modules, progress)?;
+    clock.lap("collect");
+    let cx = Cx {
+        store,
+        exp,
+        links,
+        shared,
+        run_id,
+        teacher: &teacher,
+        teacher_meta: &teacher_meta,
+        generic: &data.generic,
+        data: &data.dirs[&task_name(exp.distill.task)],
+        task: exp.distill.task,
+        other: other_task(store, exp, &data)?,
+        vqa: &modules.vqa,
+        loc: &modules.loc,
+    };
+    let distilled = distill(&cx, &steps, &mut clock.seconds)?;
+    clock.lap("distill");
+    let rows = evaluate_distilled(store, exp, &data, &modules, &distilled, before, progress)?;
+    clock.lap("evaluate distilled");
+    let (gates, moved) = gate(store, exp, run_id, &modules, &distilled)?;
+    Ok(report(
+        exp,
+        run_id,
+        &modules,
+        distilled,
+        rows,
+        gates,
+        moved,
+        clock.seconds,
+    ))
+}
+
+/// Seconds per phase.
+struct Clock {
+    seconds: BTreeMap<String, f64>,
+    since: Instant,
+}
+
+impl Clock {
+    /// Starts now.
+    fn start() -> Clock {
+        Clock {
+            seconds: BTreeMap::new(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Records the time since the last lap (or the start) under `name`.
+    fn lap(&mut self, name: &str) {
+        self.seconds
+            .insert(name.to_string(), self.since.elapsed().as_secs_f64());
+        self.since = Instant::now();
+    }
+}
+
+/// The data of every task the run touches, and the generic corpus.
+pub(super) struct RunData {
+    /// Evaluated tasks and the distillation task, sorted, once each.
+    pub(super) tasks: Vec<Task>,
+    /// The generic corpus (replay).
+    pub(super) generic: PathBuf,
+    /// Each task's data folder, by task name.
+    pub(super) dirs: BTreeMap<String, PathBuf>,
+}
+
+/// Phase 1: The synthetic data of the experiment, made under the store when
+/// missing.
+fn prepare_data(
+    store: &Store,
+    exp: &Experiment,
+    progress: &dyn Progress,
+) -> Result<RunData, RunError> {
+    let mut tasks: Vec<Task> = exp.eval.tasks.clone();
+    if !tasks.contains(&exp.distill.task) {
+        tasks.push(exp.distill.task);
+    }
+    tasks.sort();
+    tasks.dedup();
+    progress.phase("making synthetic data (once per store)", None);
+    let generic = data(store, exp, Corpus::Generic)?;
+    let mut dirs = BTreeMap::new();
+    for t in &tasks {
+        dirs.insert(task_name(*t), data(store, exp, (*t).into())?);
+    }
+    Ok(RunData {
+        tasks,
+        generic,
+        dirs,
+    })
+}
+
+/// The base pipeline's modules and the teachers, made when missing.
+pub(super) struct Modules {
+    pub(super) vqa: ModuleVersion,
+    pub(super) loc: ModuleVersion,
+    /// By task name, for the tasks the run touches that have one.
+    pub(super) teachers: BTreeMap<String, ModuleVersion>,
+    /// What was pre-trained because the store lacked it.
+    pub(super) made: Vec<String>,
+}
+
+/// Phase 2: Pre-training of what the store lacks.
+fn pretrain(
+    store: &Store,
+    exp: &Experiment,
+    tasks: &[Task],
+    progress: &dyn Progress,
+) -> Result<Modules, RunError> {
+    let mut made = Vec::new();
+    let vqa = ensure(store, exp, &exp.modules.vqa, &mut made, progress)?;
+    let loc = ensure(store, exp, &exp.modules.loc, &mut made, progress)?;
+    let mut teachers = BTreeMap::new();
+    for t in Task::ALL {
+        if let (Some(r), true) = (exp.teachers.of(t), tasks.contains(&t)) {
+            teachers.insert(task_name(t), ensure(store, exp, r, &mut made, progress)?);
+        }
+    }
+    Ok(Modules {
+        vqa,
+        loc,
+        teachers,
+        made,
+    })
+}
+
+/// A task before distillation: its teacher end to end (when it has one),
+/// the oracle-module pipeline, the base pipeline.
+type Before = BTreeMap<String, (Option<Score>, EvalReport, EvalReport)>;
+
+/// Phase 3: The teacher, oracle and base pipelines on every evaluated task.
+fn baselines(
+    store: &Store,
+    exp: &Experiment,
+    data: &RunData,
+    m: &Modules,
+    progress: &dyn Progress,
+) -> Result<Before, RunError> {
+    let mut before = Before::new();
+    for t in &exp.eval.tasks {
+        let name = task_name(*t);
+        let dir = &data.dirs[&name];
+        let teacher = match m.teachers.get(&name) {
+            Some(v) => {
+                progress.phase(&format!("evaluating {} end to end", label(v)), None);
+                let limit = (exp.eval.limit > 0).then_some(exp.eval.limit);
+                Some(
+                    eval::evaluate_teacher(
+                        store,
+                        *t,
+                        &version_ref(v),
+                        dir,
+                        &exp.eval.split,
+                        limit,
+                        false,
+                    )?
+                    .score,
+                )
+            }
+            None => None,
+        };
+        let oracle = evaluate(store, exp, *t, dir, &m.vqa, ModuleChoice::Oracle, progress)?;
+        let base = evaluate(
+            store,
+            exp,
+            *t,
+            dir,
+            &m.vqa,
+            ModuleChoice::Version(version_ref(&m.loc)),
+            progress,
+        )?;
+        before.insert(name, (teacher, oracle, base));
+    }
+    Ok(before)
+}
+
+/// The distillation task's teacher, loaded into the Teacher actor; its
+/// record and metadata for the adapters.
+fn load_teacher(
+    store: &Store,
+    exp: &Experiment,
+    m: &Modules,
+    links: &Links,
+) -> Result<(ModuleVersion, crate::nn::model::ModelMeta), RunError> {
+    let dtask = exp.distill.task;
+    let teacher = m
+        .teachers
+        .get(&task_name(dtask))
+        .ok_or(RunError::NoTeacher(dtask))?
+        .clone();
+    let bytes = Arc::new(store.blobs().get(&teacher.blob)?);
+    let meta = Model::from_bytes(&bytes, DeviceChoice::Cpu)
+        .map_err(ModelError::from)?
+        .meta;
+    ask(&links.arbiter, links.teacher.send(LoadTeacher(bytes)))
+        .map_err(RunError::actor("Teacher"))?
+        .map_err(RunError::actor("Teacher"))?;
+    Ok((teacher, meta))
+}
+
+/// The base pipeline's VQA and LOC steps on the distill split and on the
+/// dev slice.
+struct Steps {
+    vqa: Vec<StepSample>,
+    loc: Vec<StepSample>,
+    dev_vqa: Vec<StepSample>,
+    dev_loc: Vec<StepSample>,
+    /// The distill split's jobs with their truth, for measuring
+    /// pseudo-labels after training only.
+    truth: BTreeMap<String, exec::Job>,
+}
+
+/// Phase 4a: The base pipeline's programs on the distill and dev splits.
+fn collect_steps(
+    store: &Store,
+    exp: &Experiment,
+    data: &RunData,
+    m: &Modules,
+    progress: &dyn Progress,
+) -> Result<Steps, RunError> {
+    let (d, dtask) = (&exp.distill, exp.distill.task);
+    let ddir = &data.dirs[&task_name(dtask)];
+    let (vqa, loc) = collect(
+        store, dtask, ddir, "distill", d.samples, &m.vqa, &m.loc, progress,
+    )?;
+    let (dev_vqa, dev_loc) = collect(
+        store,
+        dtask,
+        ddir,
+        "dev",
+        d.dev_samples,
+        &m.vqa,
+        &m.loc,
+        progress,
+    )?;
+    let truth = eval::jobs(dtask, ddir, "distill")?
+        .into_iter()
+        .map(|j| (j.id.clone(), j))
+        .collect();
+    Ok(Steps {
+        vqa,
+        loc,
+        dev_vqa,
+        dev_loc,
+        truth,
+    })
+}
+
+/// The other task and its data: anchor steps come from there.
+fn other_task(store: &Store, exp: &Experiment, run: &RunData) -> Result<(Task, PathBuf), RunError> {
+    let t = match exp.distill.task {
+        Task::Gqa => Task::Nlvr2,
+        Task::Nlvr2 => Task::Gqa,
+    };
+    let dir = match run.dirs.get(&task_name(t)) {
+        Some(d) => d.clone(),
+        None if exp.distill.anchor_other > 0 => data(store, exp, t.into())?,
+        None => PathBuf::new(),
+    };
+    Ok((t, dir))
+}
+
+/// What distillation made, per slot.
+pub(super) struct Distilled {
+    candidates: BTreeMap<Slot, ModuleVersion>,
+    vqa: Option<(PseudoLabels, crate::nn::distill::DistillReport)>,
+    loc: Option<(LocPseudo, crate::nn::detector::DetTrainReport)>,
+}
+
+/// Phase 4b: Labels from the teacher, training, pseudo-label accuracy: a new
+/// version of each distilled slot.
+fn distill(cx: &Cx, s: &Steps, seconds: &mut BTreeMap<String, f64>) -> Result<Distilled, RunError> {
+    let d = &cx.exp.distill;
+    let mut images = Images::default();
+    let mut out = Distilled {
+        candidates: BTreeMap::new(),
+        vqa: None,
+        loc: None,
+    };
+    if d.modules.contains(&Slot::Vqa) {
+        let (v, p, t) = distill_vqa(
+            cx,
+            cx.vqa,
+            &s.vqa,
+            &s.dev_vqa,
+            &s.truth,
+            &mut images,
+            seconds,
+        )?;
+        out.candidates.insert(Slot::Vqa, v);
+        out.vqa = Some((p, t));
+    }
+    if d.modules.contains(&Slot::Loc) {
+        let (v, p, t) = distill_loc(cx, cx.loc, &s.loc, &s.dev_loc, &s.truth, &mut images)?;
+        out.candidates.insert(Slot::Loc, v);
+        out.loc = Some((p, t));
+    }
+    Ok(out)
+}
+
+/// Phase 5: The distilled pipeline on every task, against the base on the same
+/// examples; for the gate, each new version also in a pipeline where only
+/// it differs from the base.
+fn evaluate_distilled(
+    store: &Store,
+    exp: &Experiment,
+    data: &RunData,
+    m: &Modules,
+    out: &Distilled,
+    mut before: Before,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, TaskRow>, RunError> {
+    let new_vqa = out.candidates.get(&Slot::Vqa).unwrap_or(&m.vqa).clone();
+    let new_loc = out.candidates.get(&Slot::Loc).unwrap_or(&m.loc).clone();
+    let mut rows = BTreeMap::new();
+    for t in &exp.eval.tasks {
+        let name = task_name(*t);
+        // `eval.tasks` holds each task once (the experiment refuses
+        // duplicates), so every task has its baselines.
+        let (teacher, oracle, base) = before
+            .remove(&name)
+            .ok_or_else(|| RunError::Defect(format!("no baseline evaluations of {name}")))?;
+        let dir = &data.dirs[&name];
+        let after = evaluate(
+            store,
+            exp,
+            *t,
+            dir,
+            &new_vqa,
+            ModuleChoice::Version(version_ref(&new_loc)),
+            progress,
+        )?;
+        if out.candidates.len() > 1 {
+            evaluate(
+                store,
+                exp,
+                *t,
+                dir,
+                &new_vqa,
+                ModuleChoice::Version(version_ref(&m.loc)),
+                progress,
+            )?;
+            evaluate(
+                store,
+                exp,
+                *t,
+                dir,
+                &m.vqa,
+                ModuleChoice::Version(version_ref(&new_loc)),
+                progress,
+            )?;
+        }
+        rows.insert(
+            name,
+            TaskRow {
+                teacher,
+                oracle: oracle.score,
+                difference: paired(store, &base, &after)?,
+                evaluations: (
+                    base.evaluation.id.to_string(),
+                    after.evaluation.id.to_string(),
+                ),
+                base: base.score,
+                distilled: after.score,
+            },
+        );
+    }
+    Ok(rows)
+}
+
+/// Phase 6: The cross-task gate per distilled module against its parent, and
+/// the alias moved for those that pass.
+fn gate(
+    store: &Store,
+    exp: &Experiment,
+    run_id: uuid::Uuid,
+    m: &Modules,
+    out: &Distilled,
+) -> Result<(BTreeMap<String, GateReport>, Vec<String>), RunError> {
+    let mut gates = BTreeMap::new();
+    let mut moved = Vec::new();
+    for (slot, c) in &out.candidates {
+        let parent = match slot {
+            Slot::Vqa => &m.vqa,
+            Slot::Loc => &m.loc,
+        };
+        let gate = store.regress(c, parent, exp.gate.max_drop)?;
+        if gate.passed {
+            store.set_alias(
+                &c.module,
+                &exp.gate.alias,
+                c.id,
+                Some(format!(
+                    "run {run_id} ({}): gate passed, no task lost more than {} points",
+                    exp.name, exp.gate.max_drop
+                )),
+            )?;
+            moved.push(label(c));
+        }
+        gates.insert(slot.module().to_string(), gate);
+    }
+    Ok((gates, moved))
+}
+
+/// The run's report from what the phases found.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    exp: &Experiment,
+    run_id: uuid::Uuid,
+    m: &Modules,
+    out: Distilled,
+    rows: BTreeMap<String, TaskRow>,
+    gates: BTreeMap<String, GateReport>,
+    moved: Vec<String>,
+    seconds: BTreeMap<String, f64>,
+) -> RunReport {
+    let mut versions = BTreeMap::from([
+        ("vqa_parent".to_string(), label(&m.vqa)),
+        ("loc_parent".to_string(), label(&m.loc)),
+        ("vqa".to_string(), label(&m.vqa)),
+        ("loc".to_string(), label(&m.loc)),
+    ]);
+    for (t, v) in &m.teachers {
+        versions.insert(format!("{t}-teacher"), label(v));
+    }
+    for (slot, v) in &out.candidates {
+        versions.insert(slot.module().to_string(), label(v));
+    }
+    let (pseudo_labels, training) = out.vqa.map_or((None, None), |(p, t)| (Some(p), Some(t)));
+    let (loc_pseudo, loc_training) = out.loc.map_or((None, None), |(p, t)| (Some(p), Some(t)));
+    RunReport {
+        run_id: run_id.to_string(),
+        experiment: exp.name.clone(),
+        seed: exp.seed,
+        tasks: rows,
+        pseudo_label_accuracy: pseudo_labels
+            .as_ref()
+            .map(|p| p.by_mode[exp.distill.pointer.as_str()].accuracy),
+        pseudo_labels,
+        loc_pseudo_boxes: loc_pseudo,
+        gate_passed: gates.values().all(|g| g.passed),
+        alias_moved: moved.len() == out.candidates.len(),
+        gates,
+        aliases_moved: moved,
+        versions,
+        training,
+        loc_training,
+        pretrained: m.made.clone(),
+        seconds,
+        config: exp.clone(),
+    }
+}
+
+/// Per step: the soft label and whether the pointer rewrote the question
+/// (none: the adapter has no rule for the step).
+pub(super) type Labels = Vec<Option<(Vec<f32>, bool)>>;
+
+/// What the distillation phases share.
+pub(super) struct Cx<'a> {
+    pub(super) store: &'a Store,
+    pub(super) exp: &'a Experiment,
+    pub(super) links: &'a Links,
+    pub(super) shared: &'a Arc<dyn Progress>,
+    pub(super) run_id: uuid::Uuid,
+    pub(super) teacher: &'a ModuleVersion,
+    pub(super) teacher_meta: &'a crate::nn::model::ModelMeta,
+    pub(super) generic: &'a Path,
+    pub(super) data: &'a Path,
+    pub(super) task: Task,
+    /// The other task and its data (anchor steps come from there).
+    pub(super) other: (Task, PathBuf),
+    pub(super) vqa: &'a ModuleVersion,
+    pub(super) loc: &'a ModuleVersion,
+}
+
+impl Cx<'_> {
+    pub(super) fn progress(&self) -> &dyn Progress {
+        self.shared.as_ref()
+    }
+    pub(super) fn label(&self, queries: Vec<Example>) -> Result<Vec<Vec<f32>>, RunError> {
+        let mut probs = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(512) {
+            let got = ask(
+                &self.links.arbiter,
+                self.links.teacher.send(Label(chunk.to_vec())),
+            )
+            .map_err(RunError::actor("Teacher"))?
+            .map_err(RunError::actor("Teacher"))?;
+            probs.extend(got);
+        }
+        Ok(probs)
+    }
+    pub(super) fn tick(
+        &self,
+        what: &str,
+        unit: &'static str,
+    ) -> Arc<dyn Fn(usize, f64, f64) + Send + Sync> {
+        let (p, what) = (self.shared.clone(), what.to_string());
+        Arc::new(move |e, l, a| {
+            p.set(
+                e as u64,
+                &format!("{what}: loss {l:.3}, dev {unit} {:.1}%", 100.0 * a),
+            );
+            tracing::info!(
+                "{what}: epoch {e}: loss {l:.4}, dev {unit} {:.1}%",
+                100.0 * a
+            );
+        })
+    }
+    pub(super) fn dataset(&self) -> String {
+        self.data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
