@@ -91,7 +91,12 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
     } else {
         let (vqa, loc) = slots(&a.modules)?;
         let llm = match a.generator.as_str() {
-            "llm" => Some(LlmConfig::from_env()?),
+            "llm" => Some(LlmConfig {
+                // --force also asks again where the cached answer was an
+                // invalid program.
+                retry_invalid: a.force,
+                ..LlmConfig::from_env()?
+            }),
             _ => None,
         };
         // One libtorch thread per worker; a worker per core per module.

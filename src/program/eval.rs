@@ -207,6 +207,8 @@ struct P {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     end: usize,
+    /// Levels of the tree being parsed.
+    depth: usize,
 }
 
 const KEYWORDS: [&str; 9] = [
@@ -237,7 +239,24 @@ impl P {
             message: format!("expected {what}, found {found}"),
         })
     }
+    /// Enters one level of the tree, refusing past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ExprError {
+                offset: self.offset(),
+                message: format!("expression nested too deeply (more than {MAX_DEPTH} levels)"),
+            });
+        }
+        Ok(())
+    }
     fn ternary(&mut self) -> Result<Expr, ExprError> {
+        self.enter()?;
+        let r = self.ternary_inner();
+        self.depth -= 1;
+        r
+    }
+    fn ternary_inner(&mut self) -> Result<Expr, ExprError> {
         let a = self.or()?;
         if self.at_word("if") {
             self.pos += 1;
@@ -257,14 +276,24 @@ impl P {
         next: fn(&mut P) -> Result<Expr, ExprError>,
     ) -> Result<Expr, ExprError> {
         let mut a = next(self)?;
-        loop {
+        let entered = self.depth;
+        let r = loop {
             let Some(w) = words.iter().find(|w| self.at_word(w) || self.at_op(w)) else {
-                return Ok(a);
+                break Ok(a);
             };
+            // Each operator in a chain is one more level of the tree.
+            if let Err(e) = self.enter() {
+                break Err(e);
+            }
             self.pos += 1;
-            let b = next(self)?;
+            let b = match next(self) {
+                Ok(b) => b,
+                Err(e) => break Err(e),
+            };
             a = Expr::Binary(w, Box::new(a), Box::new(b));
-        }
+        };
+        self.depth = entered;
+        r
     }
     fn or(&mut self) -> Result<Expr, ExprError> {
         self.binary_level(&["or"], P::xor)
@@ -277,8 +306,11 @@ impl P {
     }
     fn not(&mut self) -> Result<Expr, ExprError> {
         if self.at_word("not") {
+            self.enter()?;
             self.pos += 1;
-            return Ok(Expr::Unary("not", Box::new(self.not()?)));
+            let r = self.not();
+            self.depth -= 1;
+            return Ok(Expr::Unary("not", Box::new(r?)));
         }
         self.compare()
     }
@@ -305,13 +337,18 @@ impl P {
         self.binary_level(&["*", "/"], P::unary)
     }
     fn unary(&mut self) -> Result<Expr, ExprError> {
-        if self.at_op("-") {
+        if self.at_op("-") || self.at_op("+") {
+            let minus = self.at_op("-");
+            self.enter()?;
             self.pos += 1;
-            return Ok(Expr::Unary("-", Box::new(self.unary()?)));
-        }
-        if self.at_op("+") {
-            self.pos += 1;
-            return self.unary();
+            let r = self.unary();
+            self.depth -= 1;
+            let r = r?;
+            return Ok(if minus {
+                Expr::Unary("-", Box::new(r))
+            } else {
+                r
+            });
         }
         self.atom()
     }
@@ -350,13 +387,44 @@ impl P {
     }
 }
 
-/// Parses an expression.
+/// Most tokens in one expression. VisProg's expressions are a few dozen
+/// tokens; the bound keeps hostile text (an LLM answer, a dataset line)
+/// from exhausting the stack of the parser, the evaluator or the drop of
+/// the tree.
+pub const MAX_TOKENS: usize = 1000;
+
+/// Deepest nesting of an expression's tree (parentheses, `not`, `-`, and
+/// chains of binary operators each count one level).
+pub const MAX_DEPTH: usize = 100;
+
+/// Parses an expression (at most [`MAX_TOKENS`] tokens, [`MAX_DEPTH`]
+/// levels deep).
 pub fn parse(s: &str) -> Result<Expr, ExprError> {
+    if s.len() > 16 * MAX_TOKENS {
+        return Err(ExprError {
+            offset: 0,
+            message: format!(
+                "expression too long: {} bytes (at most {})",
+                s.len(),
+                16 * MAX_TOKENS
+            ),
+        });
+    }
     let toks = lex(s)?;
+    if toks.len() > MAX_TOKENS {
+        return Err(ExprError {
+            offset: toks[MAX_TOKENS].1,
+            message: format!(
+                "expression too long: {} tokens (at most {MAX_TOKENS})",
+                toks.len()
+            ),
+        });
+    }
     let mut p = P {
         toks,
         pos: 0,
         end: s.chars().count(),
+        depth: 0,
     };
     let e = p.ternary()?;
     if p.pos < p.toks.len() {

@@ -40,6 +40,10 @@ pub struct LlmConfig {
     pub backoff: Duration,
     /// Token limit of an answer.
     pub max_tokens: u32,
+    /// Ask again for texts whose cached answer was an invalid program
+    /// (`--force`); cached valid programs are reused either way.
+    #[serde(skip)]
+    pub retry_invalid: bool,
 }
 
 impl LlmConfig {
@@ -69,6 +73,7 @@ impl LlmConfig {
             },
             backoff: Duration::from_millis(500),
             max_tokens: 512,
+            retry_invalid: false,
         })
     }
 }
@@ -96,7 +101,15 @@ impl LlmConfig {
             Task::Nlvr2 => NLVR2_PROMPT,
         };
         let h = crate::store::sha256_hex(format!("{INSTRUCTIONS}\n{prompt}").as_bytes());
-        format!("llm:{}@{}:{}", self.model, self.base_url, &h[..12])
+        // Everything that decides the answer: endpoint, model, prompt and
+        // sampling (temperature 0, the token limit).
+        format!(
+            "llm:{}@{}:prompt-{}:t0:max{}",
+            self.model,
+            self.base_url.trim_end_matches('/'),
+            &h[..12],
+            self.max_tokens
+        )
     }
 }
 
@@ -146,6 +159,16 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// The model answered, but not with a valid program (after every
+    /// attempt): an answer about the text, not a failure of the endpoint.
+    pub fn is_invalid_program(&self) -> bool {
+        match self {
+            LlmError::InvalidProgram(_) => true,
+            LlmError::GaveUp { last, .. } => last.is_invalid_program(),
+            _ => false,
+        }
+    }
+
     fn retryable(&self) -> bool {
         match self {
             LlmError::Status { status, .. } => *status == 429 || *status >= 500,
@@ -292,13 +315,25 @@ pub fn generate_cached(
 ) -> Result<Result<String, String>, crate::store::StoreError> {
     let key = cfg.cache_key(task);
     if let Some(hit) = store.cached_program(&key, text)? {
-        return Ok(hit.program);
+        if hit.program.is_ok() || !cfg.retry_invalid {
+            return Ok(hit.program);
+        }
     }
-    let r = generate(cfg, task, text)
-        .map(|g| g.program)
-        .map_err(|e| e.to_string());
-    store.cache_program(&key, text, r.clone())?;
-    Ok(r)
+    match generate(cfg, task, text) {
+        Ok(g) => {
+            store.cache_program(&key, text, Ok(g.program.clone()))?;
+            Ok(Ok(g.program))
+        }
+        // The model answered, and its program is invalid: an answer, cached
+        // with its reason (asked again under --force).
+        Err(e) if e.is_invalid_program() => {
+            store.cache_program(&key, text, Err(e.to_string()))?;
+            Ok(Err(e.to_string()))
+        }
+        // The endpoint could not be reached or failed: never cached, so
+        // the next run asks again.
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -370,7 +370,7 @@ pub fn pipeline(store: &Store, spec: &EvalSpec) -> Result<Pipeline, EvalError> {
         task: spec.task.to_string(),
         split: spec.split.clone(),
         generator: match &spec.llm {
-            Some(c) => format!("llm:{}", c.model),
+            Some(c) => c.cache_key(spec.task),
             None => "annotated".into(),
         },
         dataset: dataset_key(&spec.data, &spec.split, spec.limit),

@@ -25,7 +25,11 @@ fn completion(content: &str) -> String {
 /// Serves the scripted replies in order (the last one repeats) on
 /// 127.0.0.1; returns the base URL and the request bodies it saw.
 fn serve(replies: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), replies)
+}
+
+/// As `serve`, on a listener the caller bound.
+fn serve_on(listener: TcpListener, replies: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -74,6 +78,7 @@ fn cfg(url: &str, retries: u32) -> LlmConfig {
         retries,
         backoff: Duration::from_millis(10),
         max_tokens: 256,
+        retry_invalid: false,
     }
 }
 
@@ -207,7 +212,14 @@ fn vpd_eval_runs_programs_the_llm_writes_and_caches_them() {
         String::from_utf8_lossy(&out.stderr)
     );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["evaluation"]["pipeline"]["generator"], "llm:test-model");
+    // The evaluation is keyed by endpoint, model, prompt and sampling
+    // (issue 23: the model name alone let two endpoints share a score).
+    let generator = j["evaluation"]["pipeline"]["generator"].as_str().unwrap();
+    assert!(
+        generator.starts_with(&format!("llm:test-model@{url}:prompt-"))
+            && generator.ends_with(":t0:max512"),
+        "{generator}"
+    );
     assert_eq!(j["score"]["n"], 6);
     assert_eq!(j["failed_steps"], 0, "{j}");
     let asked = seen.lock().unwrap().len();
@@ -244,4 +256,106 @@ fn vpd_eval_with_an_unreachable_endpoint_fails_naming_it() {
     );
     let st = visprog_distiller::store::Store::open(d.path().join("st")).unwrap();
     assert!(st.evaluations().unwrap().is_empty(), "nothing recorded");
+}
+
+/// `vpd eval --generator llm` on the test set of a fresh store, with oracle
+/// modules, against `url`.
+fn llm_eval(d: &std::path::Path, url: &str, extra: &[&str]) -> std::process::Output {
+    crate::common::vpd()
+        .current_dir(d)
+        .env("VPD_LLM_BASE_URL", url)
+        .env("VPD_LLM_MODEL", "test-model")
+        .env("VPD_LLM_RETRIES", "0")
+        .env("VPD_LLM_TIMEOUT_S", "2")
+        .args(["--store", "st", "eval", "--task", "nlvr2", "--n", "30"])
+        .args(["--modules", "oracle", "--generator", "llm", "--limit", "3"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Issue 23: with the endpoint down, the failure was cached as the answer,
+/// and the next run (with or without --force) never asked again.
+#[test]
+fn a_failure_to_reach_the_endpoint_is_never_cached() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}/v1");
+    let d = tempfile::tempdir().unwrap();
+    let down = llm_eval(d.path(), &url, &[]);
+    assert_eq!(down.status.code(), Some(1));
+    // The server comes up on the same port: the next run asks it.
+    let (_, seen) = serve_on(
+        TcpListener::bind(addr).unwrap(),
+        vec![Reply::Body(completion(GOOD))],
+    );
+    let up = llm_eval(d.path(), &url, &["--json"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(!seen.lock().unwrap().is_empty(), "the endpoint was asked");
+}
+
+/// Issue 23: an invalid program is an answer, cached with its reason; a
+/// run without --force reuses it, --force asks again.
+#[test]
+fn an_invalid_program_is_cached_with_its_reason_and_asked_again_under_force() {
+    let (url, seen) = serve(vec![Reply::Body(completion("I cannot write programs."))]);
+    let d = tempfile::tempdir().unwrap();
+    let first = llm_eval(d.path(), &url, &[]);
+    assert_eq!(first.status.code(), Some(1));
+    let asked = seen.lock().unwrap().len();
+    assert!(asked >= 1);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(err.contains("invalid"), "{err}");
+    let again = llm_eval(d.path(), &url, &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(seen.lock().unwrap().len(), asked, "cached: not asked again");
+    let forced = llm_eval(d.path(), &url, &["--force"]);
+    assert_eq!(forced.status.code(), Some(1));
+    assert!(seen.lock().unwrap().len() > asked, "--force asked again");
+}
+
+/// Issue 23: two endpoints serving the same model name shared one stored
+/// evaluation, so the second reported the first one's score.
+#[test]
+fn two_endpoints_serving_one_model_name_do_not_share_an_evaluation() {
+    let (a, _) = serve(vec![Reply::Body(completion(GOOD))]);
+    let (b, seen_b) = serve(vec![Reply::Body(completion(GOOD))]);
+    let d = tempfile::tempdir().unwrap();
+    let json = |url: &str| -> serde_json::Value {
+        let out = llm_eval(d.path(), url, &["--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let ja = json(&a);
+    let jb = json(&b);
+    assert_eq!(jb["reused"], false, "B's run is its own");
+    assert_ne!(ja["evaluation"]["id"], jb["evaluation"]["id"]);
+    assert!(!seen_b.lock().unwrap().is_empty(), "B was asked");
+}
+
+/// Issue 23: in `vpd eval` a 1000-level expression (about 2 KB) in an LLM
+/// answer aborted the whole evaluation with a stack overflow. It is an
+/// invalid program like any other.
+#[test]
+fn a_deeply_nested_expression_from_the_llm_is_an_invalid_program_not_an_abort() {
+    let deep = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
+    let answer = format!("```\nANSWER0=EVAL(expr='{deep}')\nFINAL_ANSWER=RESULT(var=ANSWER0)\n```");
+    let (url, _) = serve(vec![Reply::Body(completion(&answer))]);
+    let d = tempfile::tempdir().unwrap();
+    let out = llm_eval(d.path(), &url, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nested too deeply") || err.contains("too long"),
+        "{err}"
+    );
 }

@@ -518,3 +518,97 @@ proptest! {
         }
     }
 }
+
+/// A program whose one EVAL holds `expr`, checked and run through the CLI.
+fn check_and_run_hostile(d: &Path, name: &str, expr: &str) {
+    let file = d.join(format!("{name}.txt"));
+    std::fs::write(
+        &file,
+        format!("A=EVAL(expr='{expr}')\nFINAL_RESULT=RESULT(var=A)\n"),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    for cmd in [&["program", "check", f][..], &["program", "run", f][..]] {
+        let out = vpd_in(d, cmd);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{name} {cmd:?}: {all}");
+        assert!(
+            all.contains("line 1 column ")
+                && all.contains("error[invalid-expression]: expression "),
+            "{name} {cmd:?}: {}",
+            &all[..all.len().min(400)]
+        );
+    }
+}
+
+/// Issue 23: 5000 nested parentheses, a 30,000-term sum and 100,000 `not`s
+/// in one EVAL aborted `vpd program check` and `vpd program run` with a
+/// stack overflow (exit 134). They are refused with the line and column.
+#[test]
+fn deep_or_long_eval_expressions_are_refused_not_a_stack_overflow() {
+    let d = tempfile::tempdir().unwrap();
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    check_and_run_hostile(d.path(), "deep", &deep);
+    let long = vec!["1"; 30_000].join("+");
+    check_and_run_hostile(d.path(), "long", &long);
+    let nots = format!("{}True", "not ".repeat(100_000));
+    check_and_run_hostile(d.path(), "nots", &nots);
+    // Within the limits, deep still works: 90 levels, a 400-term sum.
+    let ok = format!("{}1{}", "(".repeat(90), ")".repeat(90));
+    assert_eq!(
+        eval::parse(&ok).unwrap().eval(&BTreeMap::new()),
+        Ok(Val::Num(1.0))
+    );
+    let sum = vec!["1"; 99].join("+");
+    assert_eq!(
+        eval::parse(&sum).unwrap().eval(&BTreeMap::new()),
+        Ok(Val::Num(99.0))
+    );
+}
+
+/// Deep and long generated expressions (nesting of parentheses, `not`,
+/// unary minus, chains of operators) never crash the parser, the validator
+/// or the evaluator: they parse and evaluate, or are refused.
+fn hostile_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("1".to_string()),
+        Just("{A}".to_string()),
+        Just("'yes'".to_string()),
+        Just("True".to_string()),
+    ];
+    (leaf, prop::collection::vec((0usize..6, 1usize..400), 1..6)).prop_map(|(leaf, layers)| {
+        let mut e = leaf;
+        for (kind, n) in layers {
+            e = match kind {
+                0 => format!("{}{e}{}", "(".repeat(n), ")".repeat(n)),
+                1 => format!("{}{e}", "not ".repeat(n)),
+                2 => format!("{}{e}", "-".repeat(n)),
+                3 => vec![e.as_str(); n.min(60)].join(" + "),
+                4 => format!("{e} if {e} else {e}"),
+                _ => vec![e.as_str(); n.min(60)].join(" and "),
+            };
+            if e.len() > 200_000 {
+                break;
+            }
+        }
+        e
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn deep_and_long_expressions_never_crash(expr in hostile_expr(), a in "[a-z0-9]{0,3}") {
+        if let Ok(e) = eval::parse(&expr) {
+            let vars = BTreeMap::from([("A".to_string(), Val::from_text(&a))]);
+            let _ = e.eval(&vars);
+        }
+        let program = format!("A=EVAL(expr='{expr}')\nFINAL_RESULT=RESULT(var=A)");
+        let _ = validate::check_text(&program, None);
+    }
+}
