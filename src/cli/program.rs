@@ -195,7 +195,9 @@ fn run_program(
     let mut bound = BTreeMap::new();
     for v in vars {
         let (k, val) = split_kv(v, "--var")?;
-        bound.insert(k, Val::from_text(&val));
+        if bound.insert(k.clone(), Val::from_text(&val)).is_some() {
+            bail!("--var {k} is given twice: give each variable once");
+        }
     }
     let mut free: Vec<(String, validate::Kind)> = bound
         .keys()
@@ -203,6 +205,9 @@ fn run_program(
         .collect();
     for i in images {
         let (k, _) = split_kv(i, "--image")?;
+        if free.iter().any(|(f, _)| *f == k) {
+            bail!("{k} is given twice (--var and --image name each input once)");
+        }
         free.push((k, validate::Kind::Image));
     }
     let (prog, rep) = validate::check_text_with(&text, None, &free);

@@ -31,10 +31,20 @@ pub fn run(cli: &Cli, a: &ReportArgs) -> Result<ExitCode> {
     let data = report::gather(&store, &t)?;
     let page = report::render(&data, &store.root().display().to_string())?;
     let write = |path: &std::path::Path, text: &str| -> Result<()> {
-        let tmp = path.with_extension("part");
+        // A temporary name of vpd's own beside the target (never a file the
+        // user may have, as `notes.part` for `notes.html` was), removed
+        // when the write fails.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.vpd-tmp-{}", std::process::id()));
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                anyhow::anyhow!("cannot write {}: {e}", path.display())
+            })
     };
     write(out, &page.html)?;
     let (kind, id) = match t {

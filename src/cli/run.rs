@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// cpu (the only device distillation runs on here).
     #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
     device: String,
+    /// Refuse a sweep of more trials than this (counted before any is made).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    max_trials: u64,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -92,7 +95,20 @@ pub fn resolve(cli: &Cli, a: &RunArgs) -> Result<(Experiment, Option<usize>), (u
     let e = base
         .with_overrides(&a.sets)
         .map_err(|e| (2, e.to_string()))?;
-    // A sweep's keys and lists are checked before any trial starts.
+    // A sweep's size, keys and lists are checked before any trial starts.
+    let n = e.trial_count();
+    if n > a.max_trials as u128 {
+        return Err((
+            2,
+            format!(
+                "the sweep of {} makes {n} trials, more than --max-trials {} (raise it to run them)",
+                e.name, a.max_trials
+            ),
+        ));
+    }
+    if !e.sweep.is_empty() {
+        eprintln!("sweep of {}: {n} trial(s)", e.name);
+    }
     e.trials().map_err(|e| (2, e.to_string()))?;
     Ok((e, threads))
 }

@@ -44,12 +44,16 @@ pub enum StoreCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write a version's checkpoint to a file.
+    /// Write a version's checkpoint to a new file outside the store (and
+    /// its sidecar beside it, `FILE.sidecar`).
     Export {
         /// MODULE@REF.
         target: VersionRef,
-        /// Destination file.
+        /// Destination file (a new one, or a regular file with --force).
         file: PathBuf,
+        /// Replace an existing regular file.
+        #[arg(long)]
+        force: bool,
     },
     /// Bring another store's versions, runs and evaluations into this one.
     Merge {
@@ -142,9 +146,13 @@ pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCmd::Export { target, file } => {
+        StoreCmd::Export {
+            target,
+            file,
+            force,
+        } => {
             let v = store.resolve(target)?;
-            let side = store.export_file(&v, file)?;
+            let side = store.export_file(&v, file, *force)?;
             eprintln!(
                 "wrote {}@{} to {}{}",
                 v.module,

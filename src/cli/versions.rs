@@ -49,6 +49,9 @@ pub struct RollbackArgs {
     /// Why, kept in the history.
     #[arg(long)]
     reason: Option<String>,
+    /// Move it even onto a version whose checkpoint is missing or corrupt.
+    #[arg(long)]
+    force: bool,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -97,6 +100,9 @@ pub enum AliasCmd {
         /// Why, kept in the history.
         #[arg(long)]
         reason: Option<String>,
+        /// Move it even onto a version whose checkpoint is missing or corrupt.
+        #[arg(long)]
+        force: bool,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -256,6 +262,27 @@ fn numbers_of(store: &Store, module: &str) -> Result<HashMap<Uuid, u32>> {
         .collect())
 }
 
+/// Refuses to point `alias` at a version whose checkpoint (or sidecar) is
+/// missing or corrupt, unless forced.
+fn check_target(store: &Store, v: &ModuleVersion, alias: &str, force: bool) -> Result<()> {
+    match store.check_blobs(v) {
+        Ok(()) => Ok(()),
+        Err(e) if force => {
+            eprintln!(
+                "warning: moving {}@{alias} onto {}@{} although its checkpoint is broken: {e}",
+                v.module, v.module, v.number
+            );
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "refusing to move {}@{alias} onto {}@{}: its checkpoint is broken: {e} (--force moves it anyway)",
+            v.module,
+            v.module,
+            v.number
+        ),
+    }
+}
+
 /// `vpd alias set|history`
 pub fn alias(cli: &Cli, cmd: &AliasCmd) -> Result<ExitCode> {
     let store = open(cli)?;
@@ -264,9 +291,11 @@ pub fn alias(cli: &Cli, cmd: &AliasCmd) -> Result<ExitCode> {
             target,
             alias,
             reason,
+            force,
             json,
         } => {
             let v = store.resolve(target)?;
+            check_target(&store, &v, alias, *force)?;
             let e = store.set_alias(&v.module, alias, v.id, reason.clone())?;
             if *json {
                 print_json(&e)?;
@@ -314,6 +343,17 @@ pub fn rollback(cli: &Cli, a: &RollbackArgs) -> Result<ExitCode> {
             })
         })
         .transpose()?;
+    let target = match &to {
+        Some(v) => Some(v.clone()),
+        None => store
+            .rollback_target(module, alias)?
+            .map(|id| store.version_by_id(id))
+            .transpose()?
+            .flatten(),
+    };
+    if let Some(v) = &target {
+        check_target(&store, v, alias, a.force)?;
+    }
     let e = store.rollback(module, alias, to.map(|v| v.id), reason)?;
     if json {
         print_json(&e)?;

@@ -2,7 +2,7 @@
 //! config (`<store>/data/<corpus>-n<N>-s<seed>-px<size>-g<version>/`), made
 //! once and shared by every run and trial.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::synth::{self, Corpus, SynthConfig};
 use super::DataError;
@@ -51,11 +51,17 @@ pub fn data_dir(store: &Store, cfg: SynthConfig) -> Result<PathBuf, DataError> {
     if dir.join(".complete").exists() {
         return Ok(dir);
     }
-    let tmp = store
-        .root()
-        .join("data")
-        .join(format!(".tmp-{}", uuid::Uuid::now_v7()));
-    synth::write(cfg, &tmp, &|_, _| {})?;
+    let data = store.root().join("data");
+    remove_interrupted(&data);
+    let tmp = data.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    ));
+    if let Err(e) = synth::write(cfg, &tmp, &|_, _| {}) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     std::fs::write(tmp.join(".complete"), b"").map_err(|source| DataError::Io {
         path: tmp.clone(),
         source,
@@ -66,4 +72,49 @@ pub fn data_dir(store: &Store, cfg: SynthConfig) -> Result<PathBuf, DataError> {
         source,
     })?;
     Ok(dir)
+}
+
+/// Removes the temporary folders of data generations that were interrupted:
+/// `.tmp-<pid>-<id>` whose process is gone (and, from vpd versions that did
+/// not name the process, `.tmp-<id>` older than an hour).
+fn remove_interrupted(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".tmp-") else {
+            continue;
+        };
+        let stale = match rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<u32>().ok())
+        {
+            Some(pid) => pid != std::process::id() && !alive(pid),
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 3600),
+        };
+        if stale {
+            tracing::info!(
+                "removing interrupted data generation {}",
+                e.path().display()
+            );
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists (signal 0 checks without sending).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether the
+    // process exists (EPERM: it exists, owned by another user).
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

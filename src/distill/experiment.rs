@@ -343,6 +343,16 @@ pub enum ConfigError {
     },
 }
 
+/// The most synthetic examples per split an experiment may ask for:
+/// `VPD_MAX_SYNTH_N`, default 100,000 (the shipped experiments use at most
+/// 16,000).
+pub fn max_synth_n() -> usize {
+    std::env::var("VPD_MAX_SYNTH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000)
+}
+
 /// The first value that occurs twice.
 fn duplicate<T: PartialEq + Copy>(xs: &[T]) -> Option<T> {
     xs.iter()
@@ -487,8 +497,51 @@ impl Experiment {
             .collect()
     }
 
+    /// How many trials the sweep makes (the product of its lists'
+    /// lengths), counted without making them; 1 without a sweep.
+    pub fn trial_count(&self) -> u128 {
+        self.sweep
+            .values()
+            .map(|v| v.len() as u128)
+            .fold(1u128, |a, b| a.saturating_mul(b))
+    }
+
     fn check(&self, origin: &str) -> Result<(), ConfigError> {
         let d = &self.distill;
+        // Synthetic data is written to disk, image by image: a size beyond
+        // the bound would fill it, and 0 would fail only once the run began.
+        let max = max_synth_n();
+        let mut used = vec![("data.generic_n", self.data.generic_n)];
+        let mut tasks = self.eval.tasks.clone();
+        tasks.push(d.task);
+        if tasks.contains(&Task::Gqa) {
+            used.push(("data.gqa_n", self.data.gqa_n));
+        }
+        if tasks.contains(&Task::Nlvr2) {
+            used.push(("data.nlvr2_n", self.data.nlvr2_n));
+        }
+        for (k, n) in used {
+            if n == 0 {
+                return Err(invalid(
+                    origin,
+                    format!("`{k}` is 0: the run needs that data"),
+                ));
+            }
+        }
+        for (k, n) in [
+            ("data.generic_n", self.data.generic_n),
+            ("data.gqa_n", self.data.gqa_n),
+            ("data.nlvr2_n", self.data.nlvr2_n),
+        ] {
+            if n > max {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "`{k}` = {n} is more than {max} examples per split of synthetic data (VPD_MAX_SYNTH_N raises the bound)"
+                    ),
+                ));
+            }
+        }
         if self.eval.tasks.is_empty() {
             return Err(invalid(
                 origin,

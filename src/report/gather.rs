@@ -64,17 +64,17 @@ pub struct ReportData {
 /// Finds what `prefix` names: a sweep id or a run id (or a unique prefix).
 pub fn resolve(store: &Store, prefix: &str) -> Result<Target, ReportError> {
     let p = prefix.to_lowercase();
+    // Either spelling of an id: hyphenated, or 32 hex digits as `vpd runs`
+    // prints its first 12.
+    let starts =
+        |id: &Uuid| id.to_string().starts_with(&p) || id.simple().to_string().starts_with(&p);
     let runs = store.runs()?;
     let sweeps: BTreeSet<Uuid> = runs
         .iter()
         .filter_map(|r| r.sweep)
-        .filter(|s| s.to_string().starts_with(&p))
+        .filter(|s| starts(s))
         .collect();
-    let matching: Vec<Uuid> = runs
-        .iter()
-        .map(|r| r.id)
-        .filter(|id| id.to_string().starts_with(&p))
-        .collect();
+    let matching: Vec<Uuid> = runs.iter().map(|r| r.id).filter(|id| starts(id)).collect();
     match (sweeps.len(), matching.len()) {
         (_, _) if p.is_empty() => Err(ReportError::Refused("name a run or a sweep".into())),
         (1, 0) => Ok(Target::Sweep(*sweeps.iter().next().expect("one"))),

@@ -222,22 +222,74 @@ impl Store {
 
     /// Writes a version's checkpoint (checked against its hash) to `file`,
     /// atomically. Returns the path of the sidecar written beside it, if any.
+    ///
+    /// Writes only regular files outside the store: a target inside the
+    /// store, a symbolic link, a device, a folder or anything else that is
+    /// not a regular file is refused, and so is an existing file unless
+    /// `force`. A failed export leaves no temporary file.
     pub fn export_file(
         &self,
         v: &ModuleVersion,
         file: &Path,
+        force: bool,
     ) -> Result<Option<PathBuf>, StoreError> {
         let blobs = self.blobs();
+        let side = v.sidecar.as_ref().map(|h| {
+            let mut name = file.as_os_str().to_owned();
+            name.push(".sidecar");
+            (PathBuf::from(name), h)
+        });
+        self.export_target_ok(file, force)?;
+        if let Some((p, _)) = &side {
+            self.export_target_ok(p, force)?;
+        }
         write_atomic(file, &blobs.get(&v.blob)?)?;
-        match &v.sidecar {
-            Some(h) => {
-                let mut name = file.as_os_str().to_owned();
-                name.push(".sidecar");
-                let side = PathBuf::from(name);
-                write_atomic(&side, &blobs.get(h)?)?;
-                Ok(Some(side))
+        match side {
+            Some((p, h)) => {
+                write_atomic(&p, &blobs.get(h)?)?;
+                Ok(Some(p))
             }
             None => Ok(None),
+        }
+    }
+
+    /// Why `file` may not be an export's target, if it may not.
+    fn export_target_ok(&self, file: &Path, force: bool) -> Result<(), StoreError> {
+        let refuse = |why: String| {
+            Err(StoreError::Refused(format!(
+                "cannot export to {}: {why}",
+                file.display()
+            )))
+        };
+        let dir = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let (Ok(dir), Ok(root)) = (dir.canonicalize(), self.root().canonicalize()) else {
+            return refuse("its folder does not exist".into());
+        };
+        if dir.starts_with(&root) {
+            return refuse(format!(
+                "it is inside the store {} (export writes outside it)",
+                self.root().display()
+            ));
+        }
+        match std::fs::symlink_metadata(file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => refuse(e.to_string()),
+            Ok(m) if m.file_type().is_symlink() => {
+                refuse("it is a symbolic link (export writes regular files only)".into())
+            }
+            Ok(m) if !m.is_file() => refuse(format!(
+                "it is {} (export writes regular files only)",
+                if m.is_dir() {
+                    "a folder"
+                } else {
+                    "not a regular file (a device, a pipe or a socket)"
+                }
+            )),
+            Ok(_) if !force => refuse("it exists; --force replaces it".into()),
+            Ok(_) => Ok(()),
         }
     }
 
@@ -356,8 +408,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
             .unwrap_or_default(),
         std::process::id()
     ));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        // Nothing half-written stays behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
 }

@@ -56,6 +56,16 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A store that has been used (it has its lock file or blobs) but whose
+    /// database is gone: every command refuses it rather than take it for
+    /// an empty store (which `gc` would then empty).
+    #[error("store at {path} has no database ({path}/db/conf is missing) but has been used (it holds {what}): refusing to treat it as a new, empty store; restore its db/ from a backup")]
+    MissingDatabase {
+        /// The store folder.
+        path: PathBuf,
+        /// What it holds.
+        what: String,
+    },
     /// Another process holds the store's lock for longer than we wait.
     #[error("store at {path} is locked by another process (waited {waited_ms} ms); try again when it finishes")]
     Locked {
@@ -177,6 +187,23 @@ impl Store {
     /// schema and refusing a newer one.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
+        if !root.join("db").join("conf").exists() {
+            // sled writes db/conf when it creates a database; a store that
+            // was used before (lock file, blobs) without it has lost it.
+            let blobs = std::fs::read_dir(root.join("blobs"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if blobs > 0 || root.join("lock").exists() {
+                return Err(StoreError::MissingDatabase {
+                    path: root,
+                    what: if blobs > 0 {
+                        "blobs".into()
+                    } else {
+                        "its lock file".into()
+                    },
+                });
+            }
+        }
         for dir in [root.clone(), root.join("blobs")] {
             std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
         }

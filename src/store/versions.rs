@@ -465,6 +465,32 @@ impl Store {
         Ok(events)
     }
 
+    /// Where `vpd rollback MODULE --alias ALIAS` (without `--to`) would move
+    /// the alias: the version before its latest set not yet undone (`None`:
+    /// the alias would be removed).
+    pub fn rollback_target(&self, module: &str, alias: &str) -> Result<Option<Uuid>, StoreError> {
+        self.with_db(|db| {
+            let history = self.alias_history_in(db, module, Some(alias))?;
+            if history.is_empty() {
+                return Err(StoreError::Refused(format!(
+                    "{module} has no alias `{alias}` and never had one"
+                )));
+            }
+            Ok(latest_set(&history, module, alias)?.from)
+        })
+    }
+
+    /// Reads a version's checkpoint (and sidecar) and checks their hashes:
+    /// an error names the missing or corrupt blob.
+    pub fn check_blobs(&self, v: &ModuleVersion) -> Result<(), StoreError> {
+        let blobs = self.blobs();
+        blobs.get(&v.blob)?;
+        if let Some(h) = &v.sidecar {
+            blobs.get(h)?;
+        }
+        Ok(())
+    }
+
     /// Moves an alias back. Without `to`: undoes the latest `set` not yet
     /// undone (repeated calls walk back one move at a time; undoing the set
     /// that created the alias removes it). With `to`: points it at that
@@ -504,17 +530,7 @@ impl Store {
                     reason,
                 );
             }
-            let undone: std::collections::HashSet<Uuid> =
-                history.iter().filter_map(|e| e.undoes).collect();
-            let Some(set) = history
-                .iter()
-                .rev()
-                .find(|e| e.kind == AliasEventKind::Set && !undone.contains(&e.id))
-            else {
-                return Err(StoreError::Refused(format!(
-                    "nothing to roll back: every move of {module}@{alias} is already undone"
-                )));
-            };
+            let set = latest_set(&history, module, alias)?;
             self.move_alias(
                 db,
                 module,
@@ -527,4 +543,22 @@ impl Store {
             )
         })
     }
+}
+
+/// The latest `set` of an alias's history that no rollback undid yet.
+fn latest_set<'a>(
+    history: &'a [AliasEvent],
+    module: &str,
+    alias: &str,
+) -> Result<&'a AliasEvent, StoreError> {
+    let undone: std::collections::HashSet<Uuid> = history.iter().filter_map(|e| e.undoes).collect();
+    history
+        .iter()
+        .rev()
+        .find(|e| e.kind == AliasEventKind::Set && !undone.contains(&e.id))
+        .ok_or_else(|| {
+            StoreError::Refused(format!(
+                "nothing to roll back: every move of {module}@{alias} is already undone"
+            ))
+        })
 }

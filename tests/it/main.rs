@@ -8,6 +8,7 @@ mod distill;
 mod doctor;
 mod domain_gap;
 mod gqa_semantics;
+mod hostile;
 mod llm;
 mod models;
 mod nn_basics;

@@ -234,6 +234,24 @@ fn a_sweep_runs_its_trials_in_parallel_and_its_report_renders_in_chromium() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`ffffffff`"));
     assert!(!d.path().join("x.html").exists());
+    // Issue 23: the 12-hex-digit id that `vpd runs` prints is accepted, and
+    // a file of the user's beside the target (`notes.part` for
+    // `notes.html`) is left alone.
+    let short: String = run.replace('-', "")[..12].to_string();
+    std::fs::write(d.path().join("notes.part"), "mine").unwrap();
+    let by_short = vpd_in(
+        d.path(),
+        &["--store", "st", "report", &short, "--out", "notes.html"],
+    );
+    assert!(
+        by_short.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_short.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("notes.part")).unwrap(),
+        "mine"
+    );
 
     // In a browser: no console message but the page's own, nothing
     // fetched, and a screenshot with the plots in it.

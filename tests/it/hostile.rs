@@ -1,0 +1,290 @@
+//! Issue 23: hostile but fair input and destructive commands. Each test is
+//! named after what it guards; the first two items (EVAL depth and length,
+//! LLM failures in the cache) are in `programs.rs` and `llm.rs`.
+
+use std::path::Path;
+
+use crate::common::{vpd, vpd_in};
+
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = vpd_in(dir, args);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A store with `vqa@1` and `vqa@2` (tiny files: the store does not look
+/// inside checkpoints it imports without a sidecar).
+fn store_with_two_versions(dir: &Path) {
+    for (i, text) in ["first", "second"].iter().enumerate() {
+        let f = dir.join(format!("v{i}.pt"));
+        std::fs::write(&f, text).unwrap();
+        let (code, _, err) = run(
+            dir,
+            &[
+                "--store",
+                "st",
+                "store",
+                "import",
+                "vqa",
+                f.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+    }
+}
+
+fn no_temp_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        assert!(!n.contains(".tmp-"), "{n} left in {}", dir.display());
+    }
+}
+
+#[test]
+fn export_refuses_targets_inside_the_store_links_devices_and_existing_files() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    store_with_two_versions(p);
+    let blob_dir = std::fs::read_dir(p.join("st/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let blob = std::fs::read_dir(&blob_dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let before = std::fs::read(&blob).unwrap();
+    std::os::unix::fs::symlink(p.join("v0.pt"), p.join("link.pt")).unwrap();
+    for (target, why) in [
+        (blob.to_str().unwrap(), "inside the store"),
+        ("st/db/conf", "inside the store"),
+        ("/dev/null", "not a regular file"),
+        ("link.pt", "symbolic link"),
+        ("v0.pt", "exists; --force replaces it"),
+        ("no/such/folder/x.pt", "folder does not exist"),
+    ] {
+        let (code, _, err) = run(p, &["--store", "st", "store", "export", "vqa@2", target]);
+        assert_eq!(code, Some(1), "{target}: {err}");
+        assert!(err.contains(why), "{target}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(&blob).unwrap(),
+        before,
+        "the other version's blob is intact"
+    );
+    assert!(std::fs::symlink_metadata(p.join("link.pt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(p.join("v0.pt")).unwrap(), "first");
+    // A new file, then --force over it.
+    let (code, _, err) = run(p, &["--store", "st", "store", "export", "vqa@2", "out.pt"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(
+        p,
+        &[
+            "--store", "st", "store", "export", "vqa@1", "out.pt", "--force",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read_to_string(p.join("out.pt")).unwrap(), "first");
+    no_temp_files(p);
+    assert_eq!(run(p, &["--store", "st", "store", "verify"]).0, Some(0));
+}
+
+#[test]
+fn a_store_whose_database_is_gone_is_an_error_and_gc_deletes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    store_with_two_versions(p);
+    let blobs = |p: &Path| walk(&p.join("st/blobs")).len();
+    let n = blobs(p);
+    assert!(n >= 2);
+    std::fs::remove_dir_all(p.join("st/db")).unwrap();
+    for args in [
+        &["--store", "st", "store", "verify"][..],
+        &["--store", "st", "store", "gc"][..],
+        &["--store", "st", "versions"][..],
+    ] {
+        let (code, _, err) = run(p, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("has no database"), "{args:?}: {err}");
+    }
+    assert_eq!(blobs(p), n, "gc removed nothing");
+    // A folder never used as a store is still made into one.
+    assert_eq!(run(p, &["--store", "fresh", "versions"]).0, Some(0));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn rollback_and_alias_set_refuse_a_version_whose_checkpoint_is_broken() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    store_with_two_versions(p);
+    for v in ["vqa@1", "vqa@2"] {
+        assert_eq!(
+            run(p, &["--store", "st", "alias", "set", v, "prod"]).0,
+            Some(0)
+        );
+    }
+    // Corrupt vqa@1's checkpoint.
+    let first = walk(&p.join("st/blobs"))
+        .into_iter()
+        .find(|f| std::fs::read(f).unwrap() == b"first")
+        .unwrap();
+    std::fs::write(&first, "tampered").unwrap();
+    let (code, _, err) = run(p, &["--store", "st", "rollback", "vqa", "--alias", "prod"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("refusing to move vqa@prod onto vqa@1") && err.contains("corrupt"),
+        "{err}"
+    );
+    let (code, _, err) = run(p, &["--store", "st", "alias", "set", "vqa@1", "other"]);
+    assert_eq!(code, Some(1), "{err}");
+    // The alias did not move.
+    let (_, out, _) = run(p, &["--store", "st", "versions", "vqa", "--json"]);
+    let vs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(vs[1]["aliases"], serde_json::json!(["prod"]));
+    // Forced, it moves, with a warning.
+    let (code, out, err) = run(
+        p,
+        &[
+            "--store", "st", "rollback", "vqa", "--alias", "prod", "--force",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("vqa@prod: 2 -> 1") && err.contains("warning"),
+        "{out} {err}"
+    );
+    std::fs::remove_file(&first).unwrap();
+    let (code, _, err) = run(p, &["--store", "st", "alias", "set", "vqa@1", "again"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("missing") || err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_llm_settings_are_refused_naming_the_variable_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    for bad in ["-1", "inf", "NaN", "1e300"] {
+        let out = vpd()
+            .current_dir(d.path())
+            .env("VPD_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("VPD_LLM_TIMEOUT_S", bad)
+            .args(["--store", "st", "eval", "--task", "gqa", "--n", "5"])
+            .args(["--modules", "oracle", "--generator", "llm", "--limit", "1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(
+            err.contains("VPD_LLM_TIMEOUT_S") && !err.contains("panicked"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn experiments_that_cannot_run_are_refused_before_they_start() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for (sets, why) in [
+        (&["data.gqa_n=0"][..], "`data.gqa_n` is 0"),
+        (&["data.gqa_n=1000000000000"][..], "VPD_MAX_SYNTH_N"),
+        (&["data.generic_n=0"][..], "`data.generic_n` is 0"),
+    ] {
+        let mut args = vec!["--store", "st", "run"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let (code, _, err) = run(p, &args);
+        assert_eq!(code, Some(2), "{sets:?}: {err}");
+        assert!(err.contains(why), "{sets:?}: {err}");
+    }
+    let list = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    std::fs::write(
+        p.join("big.toml"),
+        format!(
+            "[sweep]\nseed = [{}]\n\"distill.samples\" = [{}]\n\"distill.dev_samples\" = [{}]\n",
+            list(100),
+            list(100),
+            list(100)
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(p, &["--store", "st", "run", "big.toml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("makes 1000000 trials, more than --max-trials 1000"),
+        "{err}"
+    );
+    assert!(!p.join("st").exists(), "nothing ran");
+}
+
+#[test]
+fn an_interrupted_data_generation_is_removed_at_the_next_start() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    // What a killed `vpd` leaves: a temporary data folder of a process that
+    // is gone (i32::MAX is never a live pid).
+    let left = p.join("st/data/.tmp-2147483647-0193");
+    std::fs::create_dir_all(left.join("images")).unwrap();
+    std::fs::write(left.join("images/1.png"), b"half").unwrap();
+    let (code, _, err) = run(
+        p,
+        &[
+            "--store",
+            "st",
+            "eval",
+            "--task",
+            "gqa",
+            "--modules",
+            "oracle",
+            "--n",
+            "5",
+            "--limit",
+            "2",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!left.exists(), "the interrupted generation was removed");
+}
+
+#[test]
+fn a_variable_given_twice_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::write(
+        p.join("e.txt"),
+        "A=EVAL(expr='{X} + 1')\nFINAL_RESULT=RESULT(var=A)\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        p,
+        &["program", "run", "e.txt", "--var", "X=1", "--var", "X=2"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--var X is given twice"), "{err}");
+}
