@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use visprog_distiller::program::llm::LlmConfig;
-use visprog_distiller::runtime::eval::{self, EvalReport, EvalSpec};
+use visprog_distiller::runtime::eval::{self, EvalReport, EvalSpec, Layout};
 use visprog_distiller::runtime::exec::{parse_modules, ExecConfig, ModuleChoice};
 use visprog_distiller::store::VersionRef;
 use visprog_distiller::vocab::{Slot, Task};
@@ -19,9 +19,18 @@ pub struct EvalArgs {
     /// gqa or nlvr2.
     #[arg(long)]
     task: Task,
-    /// The split.
-    #[arg(long, default_value = "test")]
-    split: String,
+    /// The split: `test`, `dev`, ... of the synthetic data; with --data, the
+    /// stem of the split's file (`testdev_balanced` for
+    /// `questions/testdev_balanced_questions.json`).
+    #[arg(long)]
+    split: Option<String>,
+    /// A dataset folder in the real published layout (GQA: `questions/`,
+    /// optional `sceneGraphs/`, `images/`) instead of the synthetic data.
+    #[arg(long, value_name = "DIR")]
+    data: Option<std::path::PathBuf>,
+    /// The images' folder when it is not DIR/images (with --data).
+    #[arg(long, value_name = "DIR", requires = "data")]
+    images: Option<std::path::PathBuf>,
     /// `oracle` (every slot), or SLOT=MODULE@REF / SLOT=oracle for VQA and
     /// LOC (default: VQA=vqa@base LOC=loc@base).
     #[arg(long, num_args = 1..)]
@@ -69,7 +78,6 @@ pub fn slots(modules: &[String]) -> Result<(ModuleChoice, ModuleChoice)> {
 
 pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
     let store = open(cli)?;
-    let data = eval::task_data(&store, a.task, a.n)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bar = common::bar(0, a.json || cli.quiet, "");
     let progress = |k: usize, n: usize| {
@@ -77,7 +85,28 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         bar.set_position(k as u64);
     };
     let task = a.task.to_string();
+    let split = match (&a.data, &a.split) {
+        (_, Some(s)) => s.clone(),
+        (None, None) => "test".to_string(),
+        (Some(d), None) => anyhow::bail!(
+            "--data {}: name the split with --split NAME (the stem of its questions file, e.g. testdev_balanced)",
+            d.display()
+        ),
+    };
+    let (data, layout) = match &a.data {
+        Some(d) => (
+            d.clone(),
+            Layout::Real {
+                images: a.images.clone(),
+            },
+        ),
+        // Synthetic data only when no folder is named.
+        None => (eval::task_data(&store, a.task, a.n)?, Layout::Synthetic),
+    };
     let (what, r) = if let Some(t) = &a.teacher {
+        if layout != Layout::Synthetic {
+            anyhow::bail!("--teacher evaluates on the synthetic layout only so far; drop --data");
+        }
         let reference = if t.is_empty() {
             format!("{task}-teacher@teacher")
         } else {
@@ -86,7 +115,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let r: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
         visprog_distiller::nn::set_threads(threads as i32);
         bar.set_message(format!("{task} teacher"));
-        let rep = eval::evaluate_teacher(&store, a.task, &r, &data, &a.split, a.limit, a.force)?;
+        let rep = eval::evaluate_teacher(&store, a.task, &r, &data, &split, a.limit, a.force)?;
         (format!("teacher {r}"), rep)
     } else {
         let (vqa, loc) = slots(&a.modules)?;
@@ -104,11 +133,12 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let what = format!("VQA={vqa} LOC={loc}");
         let spec = EvalSpec {
             task: a.task,
-            split: a.split.clone(),
+            split: split.clone(),
             vqa,
             loc,
             llm,
             data,
+            layout,
             limit: a.limit,
             force: a.force,
         };
@@ -126,7 +156,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print_report(&task, &a.split, &what, &r);
+    print_report(&task, &split, &what, &r);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -157,13 +187,18 @@ fn print_report(task: &str, split: &str, what: &str, r: &EvalReport) {
         println!("  evaluation {}", r.evaluation.id);
         return;
     }
-    println!(
-        "  wrong: {} = {} program errors (wrong with oracle modules too) + {} module errors; {} failed at a step",
-        r.program_errors + r.module_errors,
-        r.program_errors,
-        r.module_errors,
-        r.failed_steps
-    );
+    match (r.program_errors, r.module_errors) {
+        (Some(p), Some(m)) => println!(
+            "  wrong: {} = {p} program errors (wrong with oracle modules too) + {m} module errors; {} failed at a step",
+            p + m,
+            r.failed_steps
+        ),
+        _ => println!(
+            "  wrong: {}; program/module errors not measured (no scene graphs); {} failed at a step",
+            s.n - s.correct,
+            r.failed_steps
+        ),
+    }
     if let Some(x) = &r.exec {
         println!(
             "  {:.1} s, at most {} programs in flight, mean batch VQA {:.1} LOC {:.1}, {} worker restarts",

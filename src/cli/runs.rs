@@ -124,9 +124,12 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
         e.total.n
     );
     if let Some(d) = d {
+        let not = || "not measured".to_string();
         println!(
             "wrong      {} program errors, {} module errors; {} failed at a step",
-            d.program_errors, d.module_errors, d.failed_steps
+            d.program_errors.map_or_else(not, |n| n.to_string()),
+            d.module_errors.map_or_else(not, |n| n.to_string()),
+            d.failed_steps
         );
         let wrong: Vec<&serde_json::Value> = d
             .examples

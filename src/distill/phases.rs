@@ -107,6 +107,7 @@ pub(super) fn evaluate(
         loc,
         llm: None,
         data: dir.to_path_buf(),
+        layout: eval::Layout::Synthetic,
         limit: (exp.eval.limit > 0).then_some(exp.eval.limit),
         force: false,
     };

@@ -69,6 +69,30 @@ pub enum EvalError {
         /// Programs run.
         of: usize,
     },
+    /// The annotated generator on lines that carry no programs.
+    #[error("the lines of {split} carry no `program` (real NLVR2 lines have none), so the annotated generator has nothing to run: use --generator llm (VPD_LLM_BASE_URL, VPD_LLM_MODEL)")]
+    NoPrograms {
+        /// The split.
+        split: String,
+    },
+    /// Oracle modules on data without scene graphs.
+    #[error("oracle modules read scene graphs, and the split {split} has none (`sceneGraphs/` lacks it): evaluate trained modules, e.g. --modules VQA=vqa@base LOC=loc@base")]
+    NoSceneGraphs {
+        /// The split.
+        split: String,
+    },
+    /// A split the folder does not have.
+    #[error("{root} has no split `{split}` ({expected}); its splits: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
+    UnknownSplit {
+        /// The dataset's root.
+        root: PathBuf,
+        /// As asked for.
+        split: String,
+        /// The file that would hold it.
+        expected: String,
+        /// The splits it has.
+        available: Vec<String>,
+    },
     /// An example without an input image, or one that does not read.
     #[error("example {example}: {message}")]
     Input {
@@ -85,6 +109,227 @@ pub fn jobs(task: Task, dir: &Path, split: &str) -> Result<Vec<Job>, EvalError> 
     jobs_with(task, dir, split, true)
 }
 
+/// The jobs of a split of a folder of either layout (`truth`: with answers
+/// and the scene graphs there are).
+pub fn jobs_in(
+    task: Task,
+    dir: &Path,
+    layout: &Layout,
+    split: &str,
+    truth: bool,
+) -> Result<Vec<Job>, EvalError> {
+    match (layout, task) {
+        (Layout::Synthetic, _) => jobs_with(task, dir, split, truth),
+        (Layout::Real { images }, Task::Gqa) => {
+            let files = real_gqa_files(dir, split)?;
+            let mut qs = Vec::new();
+            for f in &files {
+                qs.extend(gqa::load_questions(f)?.0);
+            }
+            let graphs = match real_scene_graphs(dir, split) {
+                Some(p) if truth => gqa::load_scene_graphs(&p)?.0,
+                _ => BTreeMap::new(),
+            };
+            let images = images.clone().unwrap_or_else(|| dir.join("images"));
+            Ok(gqa_jobs(qs, &graphs, &images, truth))
+        }
+        (Layout::Real { images }, Task::Nlvr2) => {
+            let file = real_nlvr2_file(dir, split)?;
+            let (ex, _) = nlvr2::load(&file)?;
+            let root = images.clone().unwrap_or_else(|| dir.join("images"));
+            // The real images sit in numbered folders, found by name.
+            let index = nlvr2::index_images(&root);
+            let find = |name: String| index.get(&name).cloned().unwrap_or_else(|| root.join(name));
+            Ok(ex
+                .into_iter()
+                .map(|e| {
+                    let (l, r) = e.image_names().unwrap_or_default();
+                    Job {
+                        id: e.identifier.clone(),
+                        kind: e.family.clone().unwrap_or_else(|| "unlabelled".into()),
+                        text: e.sentence.clone(),
+                        expected: if truth {
+                            e.label.to_string()
+                        } else {
+                            String::new()
+                        },
+                        inputs: vec![("LEFT".into(), find(l)), ("RIGHT".into(), find(r))],
+                        scenes: BTreeMap::new(),
+                        source: GenerateSource::Given(e.program.clone()),
+                    }
+                })
+                .collect())
+        }
+    }
+}
+
+/// A real NLVR2 split's lines file, `{split}.json` (JSON lines).
+fn real_nlvr2_file(root: &Path, split: &str) -> Result<PathBuf, EvalError> {
+    let file = root.join(format!("{split}.json"));
+    if file.is_file() {
+        return Ok(file);
+    }
+    let mut available: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    available.sort();
+    Err(EvalError::UnknownSplit {
+        root: root.to_path_buf(),
+        split: split.to_string(),
+        expected: format!("{split}.json"),
+        available,
+    })
+}
+
+/// The questions files of a real GQA split: `questions/{split}_questions.json`,
+/// or every `.json` in the folder `questions/{split}_questions/` (as the real
+/// `train_all_questions/`).
+fn real_gqa_files(root: &Path, split: &str) -> Result<Vec<PathBuf>, EvalError> {
+    let q = root.join("questions");
+    let file = q.join(format!("{split}_questions.json"));
+    if file.is_file() {
+        return Ok(vec![file]);
+    }
+    let folder = q.join(format!("{split}_questions"));
+    if folder.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .map_err(|source| DataError::Io {
+                path: folder.clone(),
+                source,
+            })?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        if !files.is_empty() {
+            return Ok(files);
+        }
+    }
+    let mut available: Vec<String> = std::fs::read_dir(&q)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix("_questions.json")
+                .or_else(|| n.strip_suffix("_questions"))
+                .map(str::to_string)
+        })
+        .collect();
+    available.sort();
+    available.dedup();
+    Err(EvalError::UnknownSplit {
+        root: root.to_path_buf(),
+        split: split.to_string(),
+        expected: format!("questions/{split}_questions.json"),
+        available,
+    })
+}
+
+/// A real GQA split's scene graphs, when the folder has them: the real files
+/// drop `_balanced`/`_all` from the split's name (`val_sceneGraphs.json`
+/// for `val_balanced`).
+fn real_scene_graphs(root: &Path, split: &str) -> Option<PathBuf> {
+    let name = split
+        .strip_suffix("_balanced")
+        .or_else(|| split.strip_suffix("_all"))
+        .unwrap_or(split);
+    [name, split]
+        .iter()
+        .map(|n| {
+            root.join("sceneGraphs")
+                .join(format!("{n}_sceneGraphs.json"))
+        })
+        .find(|p| p.is_file())
+}
+
+/// GQA questions as jobs: the image found by id under `images` (a missing
+/// one fails that example when it runs), the scene graph when there is one.
+fn gqa_jobs(
+    mut qs: Vec<gqa::Question>,
+    graphs: &BTreeMap<String, gqa::SceneGraph>,
+    images: &Path,
+    truth: bool,
+) -> Vec<Job> {
+    if !truth {
+        for q in &mut qs {
+            q.answer = None;
+            q.full_answer = None;
+        }
+    }
+    qs.into_iter()
+        .map(|q| {
+            let path = gqa::image_path(images, &q.image_id)
+                .unwrap_or_else(|| images.join(format!("{}.jpg", q.image_id)));
+            Job {
+                id: q.id.clone(),
+                kind: q
+                    .types
+                    .as_ref()
+                    .map_or("untyped".into(), |t| t.detailed.clone()),
+                text: q.question.clone(),
+                expected: q.answer.clone().unwrap_or_default(),
+                inputs: vec![("IMAGE".into(), path)],
+                scenes: graphs
+                    .get(&q.image_id)
+                    .map(|g| BTreeMap::from([("IMAGE".to_string(), g.clone())]))
+                    .unwrap_or_default(),
+                source: GenerateSource::Gqa(Box::new(q)),
+            }
+        })
+        .collect()
+}
+
+/// A real dataset's identity: a fingerprint of its content (the questions
+/// files and the list of images with their sizes), not of its folder's name.
+fn real_dataset_key(
+    task: Task,
+    root: &Path,
+    images: Option<&Path>,
+    split: &str,
+    limit: Option<usize>,
+) -> Result<String, EvalError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let files = match task {
+        Task::Gqa => real_gqa_files(root, split)?,
+        Task::Nlvr2 => vec![real_nlvr2_file(root, split)?],
+    };
+    for f in &files {
+        let mut file = std::fs::File::open(f).map_err(|source| DataError::Io {
+            path: f.clone(),
+            source,
+        })?;
+        std::io::copy(&mut file, &mut h).map_err(|source| DataError::Io {
+            path: f.clone(),
+            source,
+        })?;
+    }
+    let images = images.map_or_else(|| root.join("images"), Path::to_path_buf);
+    // Every image below the folder (NLVR2's sit in numbered subfolders).
+    let mut listed: Vec<(String, u64)> = nlvr2::index_images(&images)
+        .into_iter()
+        .filter_map(|(name, p)| Some((name, std::fs::metadata(p).ok()?.len())))
+        .collect();
+    listed.sort();
+    for (name, len) in &listed {
+        h.update(format!("\n{name} {len}").as_bytes());
+    }
+    let hash = hex::encode(h.finalize());
+    let name = format!("{task}-real-{}", &hash[..16]);
+    Ok(match limit {
+        Some(n) => format!("{name}/{split}[:{n}]"),
+        None => format!("{name}/{split}"),
+    })
+}
+
 /// The jobs of a split without anything a run may not learn from: no
 /// scene graphs are read, and answers and labels are blanked (`expected`
 /// is empty, a GQA question's `answer` and `fullAnswer` are removed).
@@ -96,41 +341,16 @@ pub fn jobs_without_truth(task: Task, dir: &Path, split: &str) -> Result<Vec<Job
 fn jobs_with(task: Task, dir: &Path, split: &str, truth: bool) -> Result<Vec<Job>, EvalError> {
     match task {
         Task::Gqa => {
-            let (mut qs, _) = gqa::load_questions(
+            let (qs, _) = gqa::load_questions(
                 &dir.join(format!("questions/{split}_balanced_questions.json")),
             )?;
             let graphs = if truth {
                 gqa::load_scene_graphs(&dir.join(format!("sceneGraphs/{split}_sceneGraphs.json")))?
                     .0
             } else {
-                for q in &mut qs {
-                    q.answer = None;
-                    q.full_answer = None;
-                }
-                Default::default()
+                BTreeMap::new()
             };
-            Ok(qs
-                .into_iter()
-                .map(|q| {
-                    let path = gqa::image_path(&dir.join("images"), &q.image_id)
-                        .unwrap_or_else(|| dir.join("images").join(format!("{}.png", q.image_id)));
-                    Job {
-                        id: q.id.clone(),
-                        kind: q
-                            .types
-                            .as_ref()
-                            .map_or("untyped".into(), |t| t.detailed.clone()),
-                        text: q.question.clone(),
-                        expected: q.answer.clone().unwrap_or_default(),
-                        inputs: vec![("IMAGE".into(), path)],
-                        scenes: graphs
-                            .get(&q.image_id)
-                            .map(|g| BTreeMap::from([("IMAGE".to_string(), g.clone())]))
-                            .unwrap_or_default(),
-                        source: GenerateSource::Gqa(Box::new(q)),
-                    }
-                })
-                .collect())
+            Ok(gqa_jobs(qs, &graphs, &dir.join("images"), truth))
         }
         Task::Nlvr2 => {
             let (ex, _) = nlvr2::load(&dir.join(format!("{split}.json")))?;
@@ -175,6 +395,23 @@ fn jobs_with(task: Task, dir: &Path, split: &str, truth: bool) -> Result<Vec<Job
     }
 }
 
+/// How a dataset folder is laid out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Layout {
+    /// Written by the synthetic world (the store's data, `vpd data synth`):
+    /// splits `train`, `distill`, `dev`, `test`, scene graphs for every one.
+    #[default]
+    Synthetic,
+    /// The real published layout: a split is named by its file's stem
+    /// (`testdev_balanced` for `questions/testdev_balanced_questions.json`),
+    /// scene graphs are optional, images of any size (under `images`, or
+    /// the root's `images/`).
+    Real {
+        /// The images' folder when it is not the root's `images/`.
+        images: Option<PathBuf>,
+    },
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalSpec {
@@ -190,6 +427,8 @@ pub struct EvalSpec {
     pub llm: Option<LlmConfig>,
     /// The dataset's root.
     pub data: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
     /// Only the first N examples.
     pub limit: Option<usize>,
     /// Evaluate again even when the store has this pipeline's result.
@@ -230,10 +469,11 @@ pub struct EvalReport {
     pub score: Score,
     /// Per question type.
     pub by_type: BTreeMap<String, Score>,
-    /// Wrong with oracle modules too.
-    pub program_errors: u64,
-    /// Wrong only with these modules.
-    pub module_errors: u64,
+    /// Wrong with oracle modules too (null: not measured, the data has no
+    /// scene graphs for the oracle).
+    pub program_errors: Option<u64>,
+    /// Wrong only with these modules (null: not measured).
+    pub module_errors: Option<u64>,
     /// Examples where a step failed (counted wrong).
     pub failed_steps: u64,
     /// Taken from the store, not run again.
@@ -260,10 +500,10 @@ pub struct ExecStats {
 /// The per-example details stored with an evaluation.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Details {
-    /// Wrong with oracle modules too.
-    pub program_errors: u64,
-    /// Wrong only with these modules.
-    pub module_errors: u64,
+    /// Wrong with oracle modules too (null: not measured, no scene graphs).
+    pub program_errors: Option<u64>,
+    /// Wrong only with these modules (null: not measured).
+    pub module_errors: Option<u64>,
     /// Examples whose program failed at a step.
     pub failed_steps: u64,
     /// Every example's outcome (with its trace).
@@ -334,14 +574,14 @@ fn record(
     store: &Store,
     key: Pipeline,
     outcomes: &[exec::ExampleOutcome],
-    errors: [u64; 3],
+    errors: (Option<(u64, u64)>, u64),
     stats: ExecStats,
 ) -> Result<EvalReport, EvalError> {
     let (t, by) = tallies(outcomes);
     let d = Details {
-        program_errors: errors[0],
-        module_errors: errors[1],
-        failed_steps: errors[2],
+        program_errors: errors.0.map(|e| e.0),
+        module_errors: errors.0.map(|e| e.1),
+        failed_steps: errors.1,
         examples: outcomes
             .iter()
             .map(|o| serde_json::to_value(o).unwrap_or_default())
@@ -373,7 +613,16 @@ pub fn pipeline(store: &Store, spec: &EvalSpec) -> Result<Pipeline, EvalError> {
             Some(c) => c.cache_key(spec.task),
             None => "annotated".into(),
         },
-        dataset: dataset_key(&spec.data, &spec.split, spec.limit),
+        dataset: match &spec.layout {
+            Layout::Synthetic => dataset_key(&spec.data, &spec.split, spec.limit),
+            Layout::Real { images } => real_dataset_key(
+                spec.task,
+                &spec.data,
+                images.as_deref(),
+                &spec.split,
+                spec.limit,
+            )?,
+        },
         modules: BTreeMap::from([
             ("LOC".to_string(), slot_id(store, &spec.loc)?),
             ("VQA".to_string(), slot_id(store, &spec.vqa)?),
@@ -392,9 +641,26 @@ pub fn evaluate(
     if let Some(r) = stored(store, &key, spec.force)? {
         return Ok(r);
     }
-    let mut all = jobs(spec.task, &spec.data, &spec.split)?;
+    let mut all = jobs_in(spec.task, &spec.data, &spec.layout, &spec.split, true)?;
     if let Some(n) = spec.limit {
         all.truncate(n);
+    }
+    // The oracle reads scene graphs: without them for every example, the
+    // program/module split of the errors is not measured.
+    let graphs = all.iter().all(|j| !j.scenes.is_empty());
+    let uses_oracle = spec.vqa == ModuleChoice::Oracle || spec.loc == ModuleChoice::Oracle;
+    // The annotated generator reads programs the lines carry; real NLVR2
+    // lines carry none.
+    let given_none = |j: &Job| matches!(j.source, GenerateSource::Given(None));
+    if spec.llm.is_none() && !all.is_empty() && all.iter().all(given_none) {
+        return Err(EvalError::NoPrograms {
+            split: spec.split.clone(),
+        });
+    }
+    if uses_oracle && !graphs {
+        return Err(EvalError::NoSceneGraphs {
+            split: spec.split.clone(),
+        });
     }
     let task = spec.task;
     let cache = ImageCache::default();
@@ -424,7 +690,7 @@ pub fn evaluate(
     }
     let all_oracle = spec.vqa == ModuleChoice::Oracle && spec.loc == ModuleChoice::Oracle;
     // Which errors are the program's: wrong with oracle modules as well.
-    let oracle = if all_oracle {
+    let oracle = if all_oracle || !graphs {
         None
     } else {
         Some(run(&ModuleChoice::Oracle, &ModuleChoice::Oracle)?)
@@ -442,6 +708,7 @@ pub fn evaluate(
             program_errors += 1;
         }
     }
+    let split = graphs.then_some((program_errors, module_errors));
     let stats = ExecStats {
         seconds: rep.seconds,
         max_in_flight: rep.max_in_flight,
@@ -449,13 +716,7 @@ pub fn evaluate(
         loc_mean_batch: rep.loc_mean_batch,
         restarts: rep.restarts,
     };
-    record(
-        store,
-        key,
-        &rep.outcomes,
-        [program_errors, module_errors, failed_steps],
-        stats,
-    )
+    record(store, key, &rep.outcomes, (split, failed_steps), stats)
 }
 
 /// The data a task is evaluated on: the data the task's teacher was
@@ -538,7 +799,7 @@ pub fn evaluate_teacher(
         loc_mean_batch: 0.0,
         restarts: 0,
     };
-    record(store, key, &outcomes, [0, wrong, 0], stats)
+    record(store, key, &outcomes, (Some((0, wrong)), 0), stats)
 }
 
 /// The evaluation whose id starts with `prefix`.
@@ -577,6 +838,12 @@ pub fn trace_html(store: &Store, e: &Evaluation, example: &str) -> Result<String
         .split_once('/')
         .ok_or_else(|| EvalError::NotReplayable(format!("dataset key `{}`", p.dataset)))?;
     let split = split.split('[').next().unwrap_or(split);
+    if name.contains("-real-") {
+        return Err(EvalError::NotReplayable(format!(
+            "evaluation {} was of a real dataset folder, which the store does not hold: its examples' outcomes and traces are in `vpd show {} --json`",
+            e.id, e.id
+        )));
+    }
     let dir = store.root().join("data").join(name);
     let job = jobs(task, &dir, split)?
         .into_iter()

@@ -359,3 +359,142 @@ fn a_deeply_nested_expression_from_the_llm_is_an_invalid_program_not_an_abort() 
         "{err}"
     );
 }
+
+/// An NLVR2 folder in the real layout, made from synthetic data: `dev.json`
+/// lines without `program`, the images spread over numbered folders, every
+/// third one JPEG bytes under its `.png` name (as some real ones are).
+fn real_nlvr2(dir: &std::path::Path) -> std::path::PathBuf {
+    let synth = dir.join("synth");
+    let out = crate::common::vpd_in(
+        dir,
+        &[
+            "data",
+            "synth",
+            "--task",
+            "nlvr2",
+            "--out",
+            synth.to_str().unwrap(),
+            "--n",
+            "8",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let real = dir.join("nlvr2");
+    std::fs::create_dir_all(&real).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(synth.join("dev.json"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("program");
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(real.join("dev.json"), lines.join("\n") + "\n").unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(synth.join("images/dev"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for (i, p) in files.iter().enumerate() {
+        let sub = real.join(format!("images/{}", i % 3));
+        std::fs::create_dir_all(&sub).unwrap();
+        let to = sub.join(p.file_name().unwrap());
+        if i % 3 == 0 {
+            let img = image::open(p).unwrap().to_rgb8();
+            img.save_with_format(&to, image::ImageFormat::Jpeg).unwrap();
+        } else {
+            std::fs::copy(p, &to).unwrap();
+        }
+    }
+    real
+}
+
+#[test]
+fn a_real_layout_nlvr2_folder_is_evaluated_with_programs_the_llm_writes() {
+    let (url, seen) = serve(vec![Reply::Body(completion(GOOD))]);
+    let d = tempfile::tempdir().unwrap();
+    let real = real_nlvr2(d.path());
+    let data = real.to_str().unwrap();
+    let args = [
+        "--store", "st", "eval", "--task", "nlvr2", "--data", data, "--split", "dev",
+    ];
+    // Real lines carry no programs: the annotated generator is one clear error.
+    let out = crate::common::vpd_in(d.path(), &[&args[..], &["--modules", "oracle"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("carry no `program`") && err.contains("--generator llm"),
+        "{err}"
+    );
+    // With the llm generator, against oracle-free modules: every statement
+    // is run on its pair (found in the numbered folders, JPEG sniffed).
+    let out = crate::common::vpd()
+        .current_dir(d.path())
+        .env("VPD_LLM_BASE_URL", &url)
+        .env("VPD_LLM_MODEL", "test-model")
+        .args(args)
+        .args([
+            "--modules",
+            "VQA=oracle",
+            "LOC=oracle",
+            "--generator",
+            "llm",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no scene graphs for oracle modules: {err}"
+    );
+    assert!(err.contains("has none"), "{err}");
+    let st = d.path().join("st");
+    let students = crate::common::vpd_in(
+        d.path(),
+        &[
+            "--store",
+            st.to_str().unwrap(),
+            "pretrain",
+            "students",
+            "--n",
+            "40",
+            "--epochs",
+            "1",
+        ],
+    );
+    assert!(
+        students.status.success(),
+        "{}",
+        String::from_utf8_lossy(&students.stderr)
+    );
+    let out = crate::common::vpd()
+        .current_dir(d.path())
+        .env("VPD_LLM_BASE_URL", &url)
+        .env("VPD_LLM_MODEL", "test-model")
+        .args(args)
+        .args(["--generator", "llm", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = std::fs::read_to_string(real.join("dev.json"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(j["score"]["n"], n as u64, "{j}");
+    assert_eq!(j["failed_steps"], 0, "every image found and decoded: {j}");
+    assert!(j["program_errors"].is_null(), "{j}");
+    assert!(!seen.lock().unwrap().is_empty());
+}

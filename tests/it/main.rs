@@ -13,6 +13,7 @@ mod llm;
 mod models;
 mod nn_basics;
 mod programs;
+mod real_data;
 mod report;
 mod runtime;
 mod store_cli;
