@@ -184,6 +184,11 @@ fn print_report(task: &str, split: &str, what: &str, r: &EvalReport) {
         );
     }
     if r.evaluation.pipeline.generator == "end-to-end" {
+        if let Some(k) = r.outside_answers.filter(|k| *k > 0) {
+            println!(
+                "  {k} question(s) whose answer is outside the teacher's answers, counted wrong"
+            );
+        }
         println!("  evaluation {}", r.evaluation.id);
         return;
     }

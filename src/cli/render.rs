@@ -46,6 +46,11 @@ pub fn print_sweep(s: &SweepReport) {
     }
 }
 
+/// A percentage, or "not measured" where nothing could be scored.
+fn pct(p: Option<f64>) -> String {
+    p.map_or("not measured".into(), |p| format!("{p:.1}%"))
+}
+
 fn score(s: &Score) -> String {
     format!("{:.1}%", s.accuracy)
 }
@@ -94,27 +99,27 @@ pub fn print_run(r: &RunReport) {
             .iter()
             .map(|(m, a)| {
                 format!(
-                    "{m} {:.1}%{}",
-                    a.accuracy,
+                    "{m} {}{}",
+                    pct(a.accuracy),
                     if *m == p.used { " (used)" } else { "" }
                 )
             })
             .collect();
         println!(
-            "VQA pseudo-label accuracy on {} distill steps ({} steps, {:.1}% rewritten by the pointer, {} unscored): {}; the parent's own answers {:.1}%",
+            "VQA pseudo-label accuracy on {} distill steps ({} steps, {:.1}% rewritten by the pointer, {} unscored): {}; the parent's own answers {}",
             p.task,
             p.steps,
             p.rewritten_share,
             p.unscored,
             modes.join(" | "),
-            p.student.accuracy
+            pct(p.student.accuracy)
         );
         if let Some(t) = &r.training {
             println!(
-                "VQA trained on {} samples (confidence >= {:.2}, their labels {:.1}% right), dev slice {}; kept epoch {} of {}, dev agreement with the teacher {:.1}% -> {:.1}%",
+                "VQA trained on {} samples (confidence >= {:.2}, their labels {} right), dev slice {}; kept epoch {} of {}, dev agreement with the teacher {:.1}% -> {:.1}%",
                 p.kept,
                 p.confidence,
-                p.kept_accuracy,
+                pct(p.kept_accuracy),
                 p.dev,
                 t.best_epoch,
                 t.train_loss.len(),

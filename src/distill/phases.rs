@@ -648,7 +648,7 @@ fn report(
         tasks: rows,
         pseudo_label_accuracy: pseudo_labels
             .as_ref()
-            .map(|p| p.by_mode[exp.distill.pointer.as_str()].accuracy),
+            .and_then(|p| p.by_mode[exp.distill.pointer.as_str()].accuracy),
         pseudo_labels,
         loc_pseudo_boxes: loc_pseudo,
         gate_passed: gates.values().all(|g| g.passed),

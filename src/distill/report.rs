@@ -47,10 +47,17 @@ pub struct ModeAccuracy {
     pub n: usize,
     /// Whose pseudo-label (the soft label's argmax) is right.
     pub correct: usize,
-    /// Percent.
-    pub accuracy: f64,
+    /// Percent (null: no step could be scored, not measured).
+    pub accuracy: Option<f64>,
     /// Steps whose question the pointer rewrote.
     pub rewritten: usize,
+}
+
+impl ModeAccuracy {
+    /// Percent right of `correct` out of `n`; none when `n` is 0.
+    pub fn percent(correct: usize, n: usize) -> Option<f64> {
+        (n > 0).then(|| 100.0 * correct as f64 / n as f64)
+    }
 }
 
 /// The pseudo-labels of a run.
@@ -77,8 +84,9 @@ pub struct PseudoLabels {
     pub confidence: f64,
     /// Samples kept after the threshold (the training set).
     pub kept: usize,
-    /// Accuracy of the kept samples' labels, percent.
-    pub kept_accuracy: f64,
+    /// Accuracy of the kept samples' labels, percent (null: none of them
+    /// could be scored).
+    pub kept_accuracy: Option<f64>,
     /// Dev-slice samples (for early stopping).
     pub dev: usize,
 }
@@ -146,4 +154,16 @@ pub struct LocPseudo {
     pub parent: (f64, f64),
     /// Steps whose ground truth was scored.
     pub scored: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModeAccuracy;
+
+    #[test]
+    fn nothing_scored_is_not_measured_not_zero() {
+        assert_eq!(ModeAccuracy::percent(0, 0), None);
+        assert_eq!(ModeAccuracy::percent(0, 4), Some(0.0));
+        assert_eq!(ModeAccuracy::percent(3, 4), Some(75.0));
+    }
 }

@@ -219,7 +219,7 @@ pub(super) fn distill_vqa(
             m.rewritten += *rewritten as usize;
             m.correct += (student_meta.answers.list.get(argmax(p)) == Some(t)) as usize;
         }
-        m.accuracy = 100.0 * m.correct as f64 / m.n.max(1) as f64;
+        m.accuracy = ModeAccuracy::percent(m.correct, m.n);
         modes.insert(mode.as_str().to_string(), m);
     }
     let mut student = ModeAccuracy::default();
@@ -229,7 +229,7 @@ pub(super) fn distill_vqa(
             student.correct += (s.answer.as_ref() == Some(t)) as usize;
         }
     }
-    student.accuracy = 100.0 * student.correct as f64 / student.n.max(1) as f64;
+    student.accuracy = ModeAccuracy::percent(student.correct, student.n);
     let scored: Vec<&(usize, &Vec<f32>)> = kept
         .iter()
         .filter(|(i, _)| answers_true[*i].is_some())
@@ -254,7 +254,7 @@ pub(super) fn distill_vqa(
         used: d.pointer.as_str().into(),
         confidence: d.confidence,
         kept: n_train,
-        kept_accuracy: 100.0 * kept_correct as f64 / scored.len().max(1) as f64,
+        kept_accuracy: ModeAccuracy::percent(kept_correct, scored.len()),
         dev: n_dev,
     };
     let version = store.save_version(

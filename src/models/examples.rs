@@ -14,15 +14,18 @@ use crate::nn::detector::DetExample;
 use crate::nn::model::Example;
 use crate::nn::text::Answers;
 
-fn input(path: &Path) -> Result<Arc<Vec<f32>>, DataError> {
-    Ok(Arc::new(to_model_input(&decode(path)?, INPUT)))
+fn input(path: &Path, side: u32) -> Result<Arc<Vec<f32>>, DataError> {
+    Ok(Arc::new(to_model_input(&decode(path)?, side)))
 }
 
 /// GQA examples of a split with their family (`types.detailed`).
+/// Images are made `side` pixels square, the input size of the network
+/// that will read them.
 pub fn gqa_examples(
     dir: &Path,
     split: &str,
     answers: &Answers,
+    side: u32,
 ) -> Result<Vec<(Example, String)>, DataError> {
     let (qs, _) =
         gqa::load_questions(&dir.join(format!("questions/{split}_balanced_questions.json")))?;
@@ -39,7 +42,7 @@ pub fn gqa_examples(
             .map_or("untyped".into(), |t| t.detailed.clone());
         out.push((
             Example {
-                images: vec![input(&path)?],
+                images: vec![input(&path, side)?],
                 text: q.question,
                 label,
             },
@@ -49,8 +52,13 @@ pub fn gqa_examples(
     Ok(out)
 }
 
-/// NLVR2 examples of a split with their family; label 1 = True.
-pub fn nlvr2_examples(dir: &Path, split: &str) -> Result<Vec<(Example, String)>, DataError> {
+/// NLVR2 examples of a split with their family; label 1 = True; the
+/// pair's images `side` pixels square.
+pub fn nlvr2_examples(
+    dir: &Path,
+    split: &str,
+    side: u32,
+) -> Result<Vec<(Example, String)>, DataError> {
     let (ex, _) = nlvr2::load(&dir.join(format!("{split}.json")))?;
     let mut out = Vec::new();
     for e in ex {
@@ -63,7 +71,7 @@ pub fn nlvr2_examples(dir: &Path, split: &str) -> Result<Vec<(Example, String)>,
         let imgs = dir.join("images").join(split);
         out.push((
             Example {
-                images: vec![input(&imgs.join(a))?, input(&imgs.join(b))?],
+                images: vec![input(&imgs.join(a), side)?, input(&imgs.join(b), side)?],
                 text: e.sentence.clone(),
                 label: e.label as i64,
             },
@@ -108,7 +116,7 @@ pub fn generic_examples(
         };
         out.push((
             Example {
-                images: vec![input(&dir.join(&r.image))?],
+                images: vec![input(&dir.join(&r.image), INPUT)?],
                 text: q,
                 label,
             },
@@ -129,7 +137,7 @@ pub fn generic_detections(dir: &Path, split: &str) -> Result<Vec<DetExample>, Da
             continue;
         }
         let mut rng = crate::data::rng::Rng::new(0, &format!("loc/{}", r.id));
-        let image = input(&dir.join(&r.image))?;
+        let image = input(&dir.join(&r.image), INPUT)?;
         let side = INPUT as f64;
         let frac = |b: [f64; 4]| b.map(|v| (v / side) as f32);
         let mut shapes: Vec<&str> = r.boxes.iter().map(|b| b.name.as_str()).collect();

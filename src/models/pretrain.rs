@@ -184,7 +184,7 @@ pub fn pretrain_teacher(
             let ans = answers();
             (
                 "gqa-teacher",
-                three(|s| gqa_examples(&dir, s, &ans))?,
+                three(|s| gqa_examples(&dir, s, &ans, INPUT))?,
                 ans,
                 false,
             )
@@ -195,7 +195,7 @@ pub fn pretrain_teacher(
             };
             (
                 "nlvr2-teacher",
-                three(|s| nlvr2_examples(&dir, s))?,
+                three(|s| nlvr2_examples(&dir, s, INPUT))?,
                 ans,
                 true,
             )

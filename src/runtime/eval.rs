@@ -476,6 +476,9 @@ pub struct EvalReport {
     pub module_errors: Option<u64>,
     /// Examples where a step failed (counted wrong).
     pub failed_steps: u64,
+    /// For a teacher end to end: questions whose answer is outside its
+    /// answers (counted wrong); null for pipelines.
+    pub outside_answers: Option<u64>,
     /// Taken from the store, not run again.
     pub reused: bool,
     /// Execution statistics (absent when reused).
@@ -506,6 +509,11 @@ pub struct Details {
     pub module_errors: Option<u64>,
     /// Examples whose program failed at a step.
     pub failed_steps: u64,
+    /// A teacher's questions whose answer is outside its answers (counted
+    /// wrong); absent for pipelines and for evaluations stored before vpd
+    /// counted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_answers: Option<u64>,
     /// Every example's outcome (with its trace).
     pub examples: Vec<serde_json::Value>,
 }
@@ -551,6 +559,7 @@ fn report_of(e: Evaluation, d: &Details, reused: bool, exec: Option<ExecStats>) 
         program_errors: d.program_errors,
         module_errors: d.module_errors,
         failed_steps: d.failed_steps,
+        outside_answers: d.outside_answers,
         evaluation: e,
         reused,
         exec,
@@ -575,10 +584,12 @@ fn record(
     key: Pipeline,
     outcomes: &[exec::ExampleOutcome],
     errors: (Option<(u64, u64)>, u64),
+    outside_answers: Option<u64>,
     stats: ExecStats,
 ) -> Result<EvalReport, EvalError> {
     let (t, by) = tallies(outcomes);
     let d = Details {
+        outside_answers,
         program_errors: errors.0.map(|e| e.0),
         module_errors: errors.0.map(|e| e.1),
         failed_steps: errors.1,
@@ -716,7 +727,14 @@ pub fn evaluate(
         loc_mean_batch: rep.loc_mean_batch,
         restarts: rep.restarts,
     };
-    record(store, key, &rep.outcomes, (split, failed_steps), stats)
+    record(
+        store,
+        key,
+        &rep.outcomes,
+        (split, failed_steps),
+        None,
+        stats,
+    )
 }
 
 /// The data a task is evaluated on: the data the task's teacher was
@@ -754,13 +772,41 @@ pub fn evaluate_teacher(
         return Ok(r);
     }
     let (_, model) = models::load_model(store, r, crate::nn::DeviceChoice::Cpu)?;
-    let mut ex = match task {
-        Task::Gqa => models::gqa_examples(data, split, &model.meta.answers)?,
-        Task::Nlvr2 => models::nlvr2_examples(data, split)?,
+    // A GQA question whose answer is outside the teacher's answers cannot be
+    // answered right: it is counted wrong (it used to be left out, which
+    // made the teacher look better), and reported.
+    let mut outside: Vec<gqa::Question> = Vec::new();
+    let side = u32::try_from(model.meta.film.image_size).unwrap_or(crate::models::INPUT);
+    let ex = match task {
+        Task::Gqa => {
+            let (mut qs, _) = gqa::load_questions(
+                &data.join(format!("questions/{split}_balanced_questions.json")),
+            )?;
+            if let Some(n) = limit {
+                qs.truncate(n);
+            }
+            let known = |q: &gqa::Question| {
+                q.answer
+                    .as_deref()
+                    .and_then(|a| model.meta.answers.id(a))
+                    .is_some()
+            };
+            let kept = qs.iter().filter(|q| known(q)).count();
+            outside = qs.into_iter().filter(|q| !known(q)).collect();
+            // Every input at the teacher's own size (a user's teacher need not
+            // take 64 px).
+            let mut ex = models::gqa_examples(data, split, &model.meta.answers, side)?;
+            ex.truncate(kept);
+            ex
+        }
+        Task::Nlvr2 => {
+            let mut ex = models::nlvr2_examples(data, split, side)?;
+            if let Some(n) = limit {
+                ex.truncate(n);
+            }
+            ex
+        }
     };
-    if let Some(n) = limit {
-        ex.truncate(n);
-    }
     let t0 = std::time::Instant::now();
     let plain: Vec<_> = ex.iter().map(|(e, _)| e.clone()).collect();
     let (_, preds) = model.evaluate(&plain);
@@ -791,6 +837,27 @@ pub fn evaluate_teacher(
             }
         })
         .collect();
+    let mut outcomes = outcomes;
+    outcomes.extend(outside.iter().map(|q| {
+        let answer = q.answer.clone().unwrap_or_default();
+        exec::ExampleOutcome {
+            id: q.id.clone(),
+            kind: q
+                .types
+                .as_ref()
+                .map_or("untyped".into(), |t| t.detailed.clone()),
+            text: q.question.clone(),
+            program: None,
+            predicted: None,
+            error: Some(format!(
+                "the answer `{answer}` is outside the teacher's answers"
+            )),
+            expected: answer,
+            correct: false,
+            failed_at: None,
+            trace: None,
+        }
+    }));
     let wrong = outcomes.iter().filter(|o| !o.correct).count() as u64;
     let stats = ExecStats {
         seconds: t0.elapsed().as_secs_f64(),
@@ -799,7 +866,14 @@ pub fn evaluate_teacher(
         loc_mean_batch: 0.0,
         restarts: 0,
     };
-    record(store, key, &outcomes, (Some((0, wrong)), 0), stats)
+    record(
+        store,
+        key,
+        &outcomes,
+        (Some((0, wrong)), 0),
+        Some(outside.len() as u64),
+        stats,
+    )
 }
 
 /// The evaluation whose id starts with `prefix`.

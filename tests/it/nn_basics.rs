@@ -264,3 +264,66 @@ fn a_users_torchscript_student_imports_answers_and_trains() {
             .unwrap();
     assert_eq!(again.predict(&data[..4]), m.predict(&data[..4]));
 }
+
+/// Issue 18: a teacher whose input size is not 64 crashed in tch's `view`
+/// when evaluated end to end (its examples were made at 64 px). Every input
+/// is now made at the module's own size.
+#[test]
+fn a_users_16px_torchscript_teacher_is_evaluated_end_to_end() {
+    let Some(python) = torch_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (pt, side) = (dir.path().join("t.pt"), dir.path().join("t.json"));
+    let py = dir.path().join("make.py");
+    let script = USER_VQA
+        .replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#)
+        .replace(
+            r#"answers = ["red", "blue"]"#,
+            r#"answers = ["red", "blue", "yes", "no"]"#,
+        );
+    std::fs::write(&py, script).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-W", "ignore"])
+        .arg(&py)
+        .args([&pt, &side])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (p, s) = (dir.path(), "st");
+    let o = crate::common::vpd_in(
+        p,
+        &[
+            "--store",
+            s,
+            "store",
+            "import",
+            "user-teacher",
+            pt.to_str().unwrap(),
+            "--sidecar",
+            side.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = crate::common::vpd_json(
+        p,
+        &[
+            "--store",
+            s,
+            "eval",
+            "--task",
+            "gqa",
+            "--teacher",
+            "user-teacher@1",
+            "--n",
+            "20",
+            "--json",
+        ],
+    );
+    let n = j["score"]["n"].as_u64().unwrap();
+    assert!(n > 0, "{j}");
+    // Its four answers leave most questions outside: counted, not dropped.
+    assert!(j["outside_answers"].as_u64().unwrap() > 0, "{j}");
+}

@@ -206,3 +206,54 @@ fn a_gqa_folder_in_the_real_layout_is_evaluated_with_scene_graphs_optional() {
     assert_eq!(m["score"]["n"], 12);
     assert!(m["failed_steps"].as_u64().unwrap() >= 1, "{m}");
 }
+
+/// Issue 18: `vpd eval --teacher` left out the questions whose answer is
+/// outside the teacher's answers, which made it look better. They are
+/// counted wrong and reported.
+#[test]
+fn a_teacher_counts_questions_outside_its_answers_as_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    vpd_json(
+        p,
+        &[
+            "--store", "st", "pretrain", "teacher", "--task", "gqa", "--n", "30", "--epochs", "1",
+            "--json",
+        ],
+    );
+    let data = std::fs::read_dir(p.join("st/data"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| {
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("gqa-n30")
+        })
+        .unwrap();
+    let file = data.join("questions/test_balanced_questions.json");
+    let mut qs: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let n = qs.as_object().unwrap().len() as u64;
+    let first = qs.as_object_mut().unwrap().values_mut().next().unwrap();
+    first["answer"] = "zebra".into();
+    std::fs::write(&file, serde_json::to_vec(&qs).unwrap()).unwrap();
+    let j = vpd_json(
+        p,
+        &[
+            "--store",
+            "st",
+            "eval",
+            "--task",
+            "gqa",
+            "--teacher",
+            "--json",
+        ],
+    );
+    assert_eq!(j["score"]["n"], n, "every question counted: {j}");
+    assert_eq!(j["outside_answers"], 1, "{j}");
+    assert!(j["score"]["correct"].as_u64().unwrap() < n);
+    let out = vpd_in(p, &["--store", "st", "eval", "--task", "gqa", "--teacher"]);
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("1 question(s) whose answer is outside the teacher's answers"));
+}
