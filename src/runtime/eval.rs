@@ -17,7 +17,7 @@ use crate::models::{self, ModelError};
 use crate::program::llm::LlmConfig;
 use crate::program::validate;
 use crate::store::{wilson_interval, Evaluation, Pipeline, Store, StoreError, Tally, VersionRef};
-use crate::vocab::Task;
+use crate::vocab::{Slot, Task};
 
 /// An error of an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -144,19 +144,7 @@ pub fn jobs_in(
                 .into_iter()
                 .map(|e| {
                     let (l, r) = e.image_names().unwrap_or_default();
-                    Job {
-                        id: e.identifier.clone(),
-                        kind: e.family.clone().unwrap_or_else(|| "unlabelled".into()),
-                        text: e.sentence.clone(),
-                        expected: if truth {
-                            e.label.to_string()
-                        } else {
-                            String::new()
-                        },
-                        inputs: vec![("LEFT".into(), find(l)), ("RIGHT".into(), find(r))],
-                        scenes: BTreeMap::new(),
-                        source: GenerateSource::Given(e.program.clone()),
-                    }
+                    nlvr2_job(e, truth, [find(l), find(r)], BTreeMap::new())
                 })
                 .collect())
         }
@@ -365,33 +353,45 @@ fn jobs_with(task: Task, dir: &Path, split: &str, truth: bool) -> Result<Vec<Job
                 .into_iter()
                 .map(|e| {
                     let pair = e.pair_prefix().unwrap_or_default().to_string();
-                    let s = scenes.get(&pair);
-                    Job {
-                        id: e.identifier.clone(),
-                        kind: e.family.clone().unwrap_or_else(|| "unlabelled".into()),
-                        text: e.sentence.clone(),
-                        expected: if truth {
-                            e.label.to_string()
-                        } else {
-                            String::new()
-                        },
-                        inputs: vec![
-                            ("LEFT".into(), imgs.join(format!("{pair}-img0.png"))),
-                            ("RIGHT".into(), imgs.join(format!("{pair}-img1.png"))),
-                        ],
-                        scenes: s
-                            .map(|s| {
-                                BTreeMap::from([
-                                    ("LEFT".to_string(), s.left.clone()),
-                                    ("RIGHT".to_string(), s.right.clone()),
-                                ])
-                            })
-                            .unwrap_or_default(),
-                        source: GenerateSource::Given(e.program.clone()),
-                    }
+                    let scenes = scenes
+                        .get(&pair)
+                        .map(|s| {
+                            BTreeMap::from([
+                                ("LEFT".to_string(), s.left.clone()),
+                                ("RIGHT".to_string(), s.right.clone()),
+                            ])
+                        })
+                        .unwrap_or_default();
+                    let images = [
+                        imgs.join(format!("{pair}-img0.png")),
+                        imgs.join(format!("{pair}-img1.png")),
+                    ];
+                    nlvr2_job(e, truth, images, scenes)
                 })
                 .collect())
         }
+    }
+}
+
+/// An NLVR2 statement as a job on its pair (`LEFT`, `RIGHT`).
+fn nlvr2_job(
+    e: nlvr2::Example,
+    truth: bool,
+    [left, right]: [PathBuf; 2],
+    scenes: BTreeMap<String, gqa::SceneGraph>,
+) -> Job {
+    Job {
+        id: e.identifier.clone(),
+        kind: e.family.clone().unwrap_or_else(|| "unlabelled".into()),
+        text: e.sentence.clone(),
+        expected: if truth {
+            e.label.to_string()
+        } else {
+            String::new()
+        },
+        inputs: vec![("LEFT".into(), left), ("RIGHT".into(), right)],
+        scenes,
+        source: GenerateSource::Given(e.program),
     }
 }
 
@@ -635,8 +635,8 @@ pub fn pipeline(store: &Store, spec: &EvalSpec) -> Result<Pipeline, EvalError> {
             )?,
         },
         modules: BTreeMap::from([
-            ("LOC".to_string(), slot_id(store, &spec.loc)?),
-            ("VQA".to_string(), slot_id(store, &spec.vqa)?),
+            (Slot::Loc.to_string(), slot_id(store, &spec.loc)?),
+            (Slot::Vqa.to_string(), slot_id(store, &spec.vqa)?),
         ]),
     })
 }
@@ -962,11 +962,11 @@ pub fn trace_html(store: &Store, e: &Evaluation, example: &str) -> Result<String
     };
     let cpu = crate::nn::DeviceChoice::Cpu;
     let mut modules = interp::Composite {
-        loc: match slot("LOC")? {
+        loc: match slot(Slot::Loc.as_str())? {
             Some(r) => Box::new(models::load_loc(store, &r, cpu)?),
             None => oracle(),
         },
-        vqa: match slot("VQA")? {
+        vqa: match slot(Slot::Vqa.as_str())? {
             Some(r) => Box::new(models::load_vqa(store, &r, cpu)?),
             None => oracle(),
         },

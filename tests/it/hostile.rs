@@ -288,3 +288,31 @@ fn a_variable_given_twice_is_refused() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--var X is given twice"), "{err}");
 }
+
+/// Issue 23: a version record whose `blob` is shorter than 12 characters
+/// panicked `vpd versions` (it sliced the hash). Written here straight into
+/// the database, as a damaged or hand-edited store would have it.
+#[test]
+fn a_version_record_with_a_short_blob_is_listed_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    store_with_two_versions(p);
+    {
+        let db = sled::open(p.join("st/db")).unwrap();
+        let tree = db.open_tree("moduleversion_record").unwrap();
+        let (k, v) = tree.iter().next().unwrap().unwrap();
+        let mut rec: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        rec["blob"] = "abc".into();
+        tree.insert(k, serde_json::to_vec(&rec).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let (code, out, err) = run(p, &["--store", "st", "versions"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(" abc ") && !err.contains("panicked"),
+        "{out}{err}"
+    );
+    // And verify names the damage.
+    let (code, out, _) = run(p, &["--store", "st", "store", "verify"]);
+    assert_eq!(code, Some(1), "{out}");
+}

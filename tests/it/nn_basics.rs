@@ -117,6 +117,34 @@ torch.jit.script(M()).save(sys.argv[1])
     );
 }
 
+/// Runs `script` (which writes a TorchScript module and its sidecar to the
+/// paths it is given) with the venv's Python; returns the two paths.
+fn scripted(
+    python: &std::path::Path,
+    script: &str,
+    dir: &std::path::Path,
+    stem: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (pt, side) = (
+        dir.join(format!("{stem}.pt")),
+        dir.join(format!("{stem}.json")),
+    );
+    let py = dir.join(format!("make_{stem}.py"));
+    std::fs::write(&py, script).unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-W", "ignore"])
+        .arg(&py)
+        .args([&pt, &side])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pt, side)
+}
+
 /// A small VQA network in PyTorch, scripted: mean colour of the image and
 /// a bag of words -> logits over `answers`.
 const USER_VQA: &str = r#"
@@ -148,20 +176,7 @@ fn a_users_torchscript_student_imports_answers_and_trains() {
 
     let Some(python) = torch_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (pt, side) = (dir.path().join("user.pt"), dir.path().join("user.json"));
-    let py = dir.path().join("make_user.py");
-    std::fs::write(&py, USER_VQA).unwrap();
-    let out = std::process::Command::new(&python)
-        .args(["-W", "ignore"])
-        .arg(&py)
-        .args([&pt, &side])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (pt, side) = scripted(&python, USER_VQA, dir.path(), "user");
 
     // A sidecar that promises the wrong output is refused, nothing stored.
     let store = dir.path().join("store");
@@ -272,26 +287,13 @@ fn a_users_torchscript_student_imports_answers_and_trains() {
 fn a_users_16px_torchscript_teacher_is_evaluated_end_to_end() {
     let Some(python) = torch_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (pt, side) = (dir.path().join("t.pt"), dir.path().join("t.json"));
-    let py = dir.path().join("make.py");
     let script = USER_VQA
         .replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#)
         .replace(
             r#"answers = ["red", "blue"]"#,
             r#"answers = ["red", "blue", "yes", "no"]"#,
         );
-    std::fs::write(&py, script).unwrap();
-    let out = std::process::Command::new(&python)
-        .args(["-W", "ignore"])
-        .arg(&py)
-        .args([&pt, &side])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (pt, side) = scripted(&python, &script, dir.path(), "t");
     let (p, s) = (dir.path(), "st");
     let o = crate::common::vpd_in(
         p,
