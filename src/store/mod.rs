@@ -59,7 +59,7 @@ pub enum StoreError {
     /// A store that has been used (it has its lock file or blobs) but whose
     /// database is gone: every command refuses it rather than take it for
     /// an empty store (which `gc` would then empty).
-    #[error("store at {path} has no database ({path}/db/conf is missing) but has been used (it holds {what}): refusing to treat it as a new, empty store; restore its db/ from a backup")]
+    #[error("store at {path} has no database ({path}/db/conf is missing) but has been used (it holds {what}): refusing to treat it as a new, empty store; restore its db/ from a backup{}", if what == "blobs" { "" } else { " (a store that never held anything, e.g. one whose first command was killed, starts afresh once its lock file is removed)" })]
     MissingDatabase {
         /// The store folder.
         path: PathBuf,
