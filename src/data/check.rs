@@ -144,10 +144,7 @@ pub fn check_gqa(questions: &[PathBuf], images: Option<&Path>) -> CheckReport {
             *r.types.entry(structural).or_default() += 1;
             if let Some(a) = &q.answer {
                 *r.answers.entry(a.clone()).or_default() += 1;
-                let detailed = q
-                    .types
-                    .as_ref()
-                    .map_or("untyped".into(), |t| t.detailed.clone());
+                let detailed = q.family();
                 *per_type
                     .entry(detailed)
                     .or_default()

@@ -153,6 +153,16 @@ pub struct Question {
     pub equivalent: IdList,
 }
 
+impl Question {
+    /// The question's family for per-type scores: `types.detailed`, or
+    /// `untyped` when the file gives no types.
+    pub fn family(&self) -> String {
+        self.types
+            .as_ref()
+            .map_or("untyped".into(), |t| t.detailed.clone())
+    }
+}
+
 /// A relation from one object to another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Relation {

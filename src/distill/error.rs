@@ -57,27 +57,9 @@ pub enum RunError {
         /// Why it is not made.
         why: String,
     },
-    /// A version reference that does not parse.
-    #[error("`{reference}`: {message}")]
-    BadReference {
-        /// As written.
-        reference: String,
-        /// Why.
-        message: String,
-    },
     /// The distillation task has no teacher.
     #[error("no teacher for {0}: set `teachers.{0}`")]
     NoTeacher(crate::vocab::Task),
-    /// A version of the wrong kind in a slot.
-    #[error("{version} is a {kind}, not a {wanted}")]
-    WrongKind {
-        /// MODULE@N.
-        version: String,
-        /// Its checkpoint's kind.
-        kind: String,
-        /// What the slot needs.
-        wanted: &'static str,
-    },
     /// Nothing left to train on after the teacher's labels were filtered.
     #[error("{0}")]
     NothingToTrain(String),

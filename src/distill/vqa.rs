@@ -44,11 +44,12 @@ pub(super) fn distill_vqa(
         .map_err(ModelError::from)?
         .meta;
     if student_meta.kind != ModelKind::VqaStudent {
-        return Err(RunError::WrongKind {
+        return Err(ModelError::WrongKind {
             version: label(vqa),
             kind: student_meta.kind.to_string(),
             wanted: "VQA student",
-        });
+        }
+        .into());
     }
     let tside = cx.teacher_meta.film.image_size as u32;
     let sside = student_meta.film.image_size as u32;

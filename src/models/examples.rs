@@ -36,10 +36,7 @@ pub fn gqa_examples(
         };
         let path = gqa::image_path(&dir.join("images"), &q.image_id)
             .ok_or_else(|| DataError::Missing(format!("image {} missing", q.image_id)))?;
-        let fam = q
-            .types
-            .as_ref()
-            .map_or("untyped".into(), |t| t.detailed.clone());
+        let fam = q.family();
         out.push((
             Example {
                 images: vec![input(&path, side)?],

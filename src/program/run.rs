@@ -175,10 +175,7 @@ pub fn oracle_gqa(
         for op in ops {
             r.by_operation.entry(op).or_default().add(ok);
         }
-        let t = q
-            .types
-            .as_ref()
-            .map_or("untyped".to_string(), |t| t.detailed.clone());
+        let t = q.family();
         r.by_type.entry(t).or_default().add(ok);
     }
     r

@@ -258,10 +258,7 @@ fn gqa_jobs(
                 .unwrap_or_else(|| images.join(format!("{}.jpg", q.image_id)));
             Job {
                 id: q.id.clone(),
-                kind: q
-                    .types
-                    .as_ref()
-                    .map_or("untyped".into(), |t| t.detailed.clone()),
+                kind: q.family(),
                 text: q.question.clone(),
                 expected: q.answer.clone().unwrap_or_default(),
                 inputs: vec![("IMAGE".into(), path)],
@@ -842,10 +839,7 @@ pub fn evaluate_teacher(
         let answer = q.answer.clone().unwrap_or_default();
         exec::ExampleOutcome {
             id: q.id.clone(),
-            kind: q
-                .types
-                .as_ref()
-                .map_or("untyped".into(), |t| t.detailed.clone()),
+            kind: q.family(),
             text: q.question.clone(),
             program: None,
             predicted: None,
