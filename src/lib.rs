@@ -7,6 +7,7 @@ pub mod bench;
 pub mod data;
 pub mod distill;
 pub mod doctor;
+pub mod machine;
 pub mod measure;
 pub mod models;
 pub mod nn;

@@ -147,7 +147,7 @@ pub fn run(
     let sequential_threads = sequential_threads.max(1);
     crate::nn::set_threads(1);
     let data = eval::task_data(store, Task::Gqa, 1000)?;
-    let mut jobs = eval::jobs(Task::Gqa, &data, "test")?;
+    let mut jobs = eval::Slice::synthetic(&data, "test").jobs(Task::Gqa, true)?;
     jobs.truncate(programs);
     let cache = ImageCache::default();
     let batched_cfg = ExecConfig::batched(1);

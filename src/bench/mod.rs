@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod exec;
+pub mod real_eval;
 pub mod store;
 pub mod train;
 

@@ -105,6 +105,8 @@ pub struct TrainBench {
     /// The malloc settings of both sides: `vpd` (see
     /// `nn::runtime::MALLOC_ENV`) or `glibc default` (`VPD_MALLOC=default`).
     pub allocator: String,
+    /// The machine it ran on.
+    pub machine: crate::machine::Machine,
 }
 
 /// The venv's Python: `VPD_TORCH_PYTHON`, else the interpreter of the
@@ -381,6 +383,7 @@ pub fn run(
             flops_per_example: flops,
             matmul_gflops: speed::matmul_gflops(1024, 5),
             allocator: allocator(),
+            machine: crate::machine::Machine::this(),
         })
     })();
     let _ = std::fs::remove_dir_all(&base);

@@ -24,6 +24,43 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The base pipeline on a GQA split in the real layout the size of
+    /// testdev-balanced, the decoded-image cache bounded against off, with
+    /// programs per second and peak memory (each run in its own process).
+    RealEval {
+        /// Questions in the split (testdev-balanced has 12,578).
+        #[arg(long, default_value_t = 12_578)]
+        questions: usize,
+        /// Distinct images they ask about.
+        #[arg(long, default_value_t = 400)]
+        images: usize,
+        /// Image width, pixels.
+        #[arg(long, default_value_t = 500)]
+        width: u32,
+        /// Image height, pixels.
+        #[arg(long, default_value_t = 375)]
+        height: u32,
+        /// The cache's budget, MB.
+        #[arg(long, default_value_t = 2048)]
+        cache_mb: usize,
+        /// The VQA slot (MODULE@REF or oracle).
+        #[arg(long, default_value = "vqa@base")]
+        vqa: String,
+        /// The LOC slot (MODULE@REF or oracle).
+        #[arg(long, default_value = "loc@base")]
+        loc: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: one evaluation for `bench real-eval`, in a fresh process.
+    #[command(hide = true)]
+    RealEvalOne {
+        root: std::path::PathBuf,
+        cache_mb: usize,
+        vqa: String,
+        loc: String,
+    },
     /// Internal: one load for `bench data`, in a fresh process.
     #[command(hide = true)]
     DataLoad {
@@ -208,8 +245,8 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "VQA student training, vpd (tch) vs PyTorch {} ({}), {} threads, {} rounds each, interleaved:",
-                r.pytorch_version, r.python, r.threads, r.rounds
+                "VQA student training, vpd (tch) vs PyTorch {} ({}), {} threads, {} rounds each, interleaved, on {}:",
+                r.pytorch_version, r.python, r.threads, r.rounds, r.machine
             );
             println!(
                 "  {:>5} {:>22} {:>22} {:>7} {:>18}",
@@ -247,6 +284,107 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 r.matmul_gflops
             );
             println!("  malloc settings of both sides: {}", r.allocator);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCmd::RealEvalOne {
+            root,
+            cache_mb,
+            vqa,
+            loc,
+        } => {
+            let store = super::common::open(cli)?;
+            let (v, l) = super::eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
+            let (r, digest) = bench::real_eval::eval_once(&store, root, (&v, &l), *cache_mb)?;
+            println!("{}", serde_json::json!({"run": r, "digest": digest}));
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCmd::RealEval {
+            questions,
+            images,
+            width,
+            height,
+            cache_mb,
+            vqa,
+            loc,
+            json,
+        } => {
+            // The modules must resolve before minutes are spent.
+            {
+                let store = super::common::open(cli)?;
+                for r in [vqa, loc] {
+                    if r != "oracle" {
+                        store.resolve(&r.parse().map_err(anyhow::Error::msg)?)?;
+                    }
+                }
+            }
+            let quiet = *json;
+            let progress = |m: &str| {
+                if !quiet {
+                    eprintln!("bench real-eval: {m}");
+                }
+            };
+            let exe = std::env::current_exe()?;
+            let bench_err = visprog_distiller::data::DataError::Bench;
+            let child = |root: &std::path::Path, mb: usize| {
+                let out = std::process::Command::new(&exe)
+                    .arg("--store")
+                    .arg(&cli.store)
+                    .args(["bench", "real-eval-one"])
+                    .arg(root)
+                    .args([mb.to_string(), vqa.clone(), loc.clone()])
+                    .output()
+                    .map_err(|e| bench_err(format!("spawn {}: {e}", exe.display())))?;
+                if !out.status.success() {
+                    return Err(bench_err(format!(
+                        "evaluation child failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                let v: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).map_err(|e| bench_err(e.to_string()))?;
+                let run = serde_json::from_value(v["run"].clone())
+                    .map_err(|e| bench_err(e.to_string()))?;
+                Ok((run, v["digest"].as_str().unwrap_or_default().to_string()))
+            };
+            let r = bench::real_eval::run(
+                &std::env::temp_dir(),
+                *questions,
+                *images,
+                (*width, *height),
+                *cache_mb,
+                &child,
+                &progress,
+            )?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{} GQA questions over {} JPEG images of {}x{} ({:.0} MB on disk, {:.0} MB decoded), VQA={vqa} LOC={loc}, real layout, no scene graphs:",
+                r.questions, r.images, r.width, r.height, r.images_mb, r.decoded_mb
+            );
+            for (name, e) in [("cache off", &r.uncached), ("cache bounded", &r.cached)] {
+                println!(
+                    "  {name:<14} {:>5} MB budget: {:.1} s, {:.0} programs/s, {} images decoded, {} cache hits, cache peak {:.0} MB, process peak {:.0} MB ({:.0} MB before)",
+                    e.cache_mb,
+                    e.seconds,
+                    e.programs_per_s,
+                    e.image_decodes,
+                    e.cache_hits,
+                    e.cache_peak_mb,
+                    e.peak_rss_mb,
+                    e.base_rss_mb
+                );
+            }
+            println!(
+                "  speed-up {:.2}x; answers {}; accuracy {:.1}%",
+                r.cached.programs_per_s / r.uncached.programs_per_s.max(1e-9),
+                if r.agree { "identical" } else { "DIFFER" },
+                r.cached.accuracy
+            );
+            if !r.agree {
+                anyhow::bail!("the cached and uncached runs gave different answers");
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCmd::DataLoad { file, mode } => {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use visprog_distiller::data::{check, synth};
+use visprog_distiller::data::{check, real_layout, synth};
 
 use super::Cli;
 
@@ -26,9 +26,22 @@ pub enum DataCmd {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Image side, pixels.
+        /// Image side, pixels (the size the world is drawn at).
         #[arg(long, default_value_t = 64)]
         size: u32,
+        /// `synthetic` (vpd's own splits train/distill/dev/test, PNG) or
+        /// `real`: the published layout with the real split names, JPEG
+        /// images of --width x --height, scene graphs on train and val
+        /// only (GQA), statements without programs and images in numbered
+        /// folders (NLVR2).
+        #[arg(long, default_value = "synthetic", value_parser = ["synthetic", "real"])]
+        layout: String,
+        /// Image width with `--layout real`, pixels.
+        #[arg(long, default_value_t = 500)]
+        width: u32,
+        /// Image height with `--layout real`, pixels.
+        #[arg(long, default_value_t = 375)]
+        height: u32,
         /// Also write a PNG grid of the first 8 train images here.
         #[arg(long)]
         preview: Option<PathBuf>,
@@ -73,9 +86,15 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
             n,
             seed,
             size,
+            layout,
+            width,
+            height,
             preview,
             json,
         } => {
+            if layout == "real" && preview.is_some() {
+                bail!("--preview draws the synthetic layout's images; leave it out with --layout real");
+            }
             let cfg = synth::SynthConfig {
                 task: *task,
                 n: *n,
@@ -92,10 +111,15 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
             );
             bar.set_message(format!("synth {task}"));
             let t = std::time::Instant::now();
-            let report = synth::write(cfg, out, &|done, total| {
+            let tick = |done: usize, total: usize| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
-            })?;
+            };
+            let report = if layout == "real" {
+                real_layout::write(cfg, (*width, *height), out, &tick)?
+            } else {
+                synth::write(cfg, out, &tick)?
+            };
             bar.finish_and_clear();
             if let Some(p) = preview {
                 write_preview(*task, out, p)?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use visprog_distiller::program::llm::LlmConfig;
-use visprog_distiller::runtime::eval::{self, EvalReport, EvalSpec, Layout};
+use visprog_distiller::runtime::eval::{self, EvalReport, EvalSpec, Layout, Slice};
 use visprog_distiller::runtime::exec::{parse_modules, ExecConfig, ModuleChoice};
 use visprog_distiller::store::VersionRef;
 use visprog_distiller::vocab::{Slot, Task};
@@ -43,9 +43,12 @@ pub struct EvalArgs {
     /// the `teacher` alias when given without one).
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     teacher: Option<String>,
-    /// Only the first N examples.
+    /// Only N examples (from --offset).
     #[arg(long)]
     limit: Option<usize>,
+    /// Skip the split's first N examples.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
     /// Examples per split of the synthetic data when the store has no
     /// teacher's data to evaluate on.
     #[arg(long, default_value_t = 1000)]
@@ -103,10 +106,14 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         // Synthetic data only when no folder is named.
         None => (eval::task_data(&store, a.task, a.n)?, Layout::Synthetic),
     };
+    let slice = Slice {
+        data,
+        layout,
+        split: split.clone(),
+        offset: a.offset,
+        limit: a.limit,
+    };
     let (what, r) = if let Some(t) = &a.teacher {
-        if layout != Layout::Synthetic {
-            anyhow::bail!("--teacher evaluates on the synthetic layout only so far; drop --data");
-        }
         let reference = if t.is_empty() {
             format!("{task}-teacher@teacher")
         } else {
@@ -115,7 +122,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let r: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
         visprog_distiller::nn::set_threads(threads as i32);
         bar.set_message(format!("{task} teacher"));
-        let rep = eval::evaluate_teacher(&store, a.task, &r, &data, &split, a.limit, a.force)?;
+        let rep = eval::evaluate_teacher(&store, a.task, &r, &slice, a.force)?;
         (format!("teacher {r}"), rep)
     } else {
         let (vqa, loc) = slots(&a.modules)?;
@@ -133,13 +140,10 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let what = format!("VQA={vqa} LOC={loc}");
         let spec = EvalSpec {
             task: a.task,
-            split: split.clone(),
+            slice,
             vqa,
             loc,
             llm,
-            data,
-            layout,
-            limit: a.limit,
             force: a.force,
         };
         bar.set_message(format!("{task} {what}"));

@@ -86,12 +86,18 @@ pub fn print_run(r: &RunReport) {
             "{:<7} {:>8} {:>8} {:>8} {:>10} {:>24} {:>6}",
             t,
             row.teacher.as_ref().map_or("-".into(), score),
-            score(&row.oracle),
+            row.oracle.as_ref().map_or("n/m".into(), score),
             score(&row.base),
             score(&row.distilled),
             format!("{:+.1} [{:+.1}, {:+.1}]", d.points, d.ci95.0, d.ci95.1),
             row.base.n
         );
+    }
+    if r.tasks.values().any(|row| row.oracle.is_none()) {
+        println!("oracle n/m: not measured (the split has no scene graphs)");
+    }
+    for (what, data) in &r.data {
+        println!("data {what}: {data}");
     }
     if let Some(p) = &r.pseudo_labels {
         let modes: Vec<String> = p
@@ -166,6 +172,12 @@ pub fn print_run(r: &RunReport) {
             }
         );
     }
+    for (v, diff) in &r.recipe_differences {
+        println!(
+            "warning: {v} was made with another recipe than this experiment's: {}",
+            diff.join(", ")
+        );
+    }
     if !r.pretrained.is_empty() {
         println!(
             "pre-trained (the store lacked them): {}",
@@ -177,5 +189,8 @@ pub fn print_run(r: &RunReport) {
         .iter()
         .map(|(k, v)| format!("{k} {v:.0} s"))
         .collect();
-    println!("time: {}", secs.join(", "));
+    match &r.machine {
+        Some(m) => println!("time: {} (on {m})", secs.join(", ")),
+        None => println!("time: {}", secs.join(", ")),
+    }
 }

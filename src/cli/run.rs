@@ -44,8 +44,8 @@ pub struct RunArgs {
     json: bool,
 }
 
-/// Progress bars on stderr (hidden when stderr is not a terminal; the
-/// phases are then logged at info level).
+/// Progress bars on stderr, on a terminal (the phases are also logged at
+/// info level).
 struct Bars(indicatif::ProgressBar);
 
 impl Progress for Bars {
@@ -69,6 +69,29 @@ impl Progress for Bars {
         self.0.set_position(done);
         self.0.set_message(message.to_string());
     }
+}
+
+/// Where stderr is not a terminal (a CI log, `make demo | tee`), indicatif
+/// draws nothing: one line per phase instead, with the time since the run
+/// began, so that a log shows where the time goes.
+struct Lines {
+    start: std::time::Instant,
+    last: std::sync::Mutex<String>,
+}
+
+impl Progress for Lines {
+    fn phase(&self, name: &str, _: Option<u64>) {
+        tracing::info!("{name}");
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != name {
+            eprintln!(
+                "vpd run: {:>7.1} s  {name}",
+                self.start.elapsed().as_secs_f64()
+            );
+            *last = name.to_string();
+        }
+    }
+    fn set(&self, _: u64, _: &str) {}
 }
 
 /// The experiment to run, with its overrides applied, and for `--from`
@@ -123,10 +146,18 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
     };
     let store = open(cli)?;
     let bar = indicatif::ProgressBar::new(0);
-    if cli.quiet {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if cli.quiet || !terminal {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let progress: Arc<dyn Progress> = Arc::new(Bars(bar.clone()));
+    let progress: Arc<dyn Progress> = if terminal || cli.quiet {
+        Arc::new(Bars(bar.clone()))
+    } else {
+        Arc::new(Lines {
+            start: std::time::Instant::now(),
+            last: Default::default(),
+        })
+    };
     if !exp.sweep.is_empty() {
         let report = sweep::run_sweep(&store, &exp, a.jobs as usize, progress);
         bar.finish_and_clear();

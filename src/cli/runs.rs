@@ -176,8 +176,21 @@ fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
         Some(h) => Some(serde_json::from_slice(&store.blobs().get(h)?)?),
         None => None,
     };
+    let recipes = recipes_of(&store, report.as_ref())?;
     if json {
         let mut j = serde_json::to_value(&run)?;
+        j["recipes"] = serde_json::to_value(
+            recipes
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "version": format!("{}@{}", v.module, v.number),
+                        "parent": v.parent, "teacher": v.teacher,
+                        "data": v.data, "config": v.config,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )?;
         j["status"] = serde_json::to_value(run.effective_status())?;
         if let Some(r) = &report {
             j["report"] = r.clone();
@@ -231,5 +244,79 @@ fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
             Err(e) => println!("(its report does not read: {e})"),
         }
     }
+    if !recipes.is_empty() {
+        println!();
+        println!("how every version the run used was made (with its ancestors):");
+        let by_id: std::collections::HashMap<uuid::Uuid, String> = recipes
+            .iter()
+            .map(|v| (v.id, format!("{}@{}", v.module, v.number)))
+            .collect();
+        for v in &recipes {
+            println!("  {}", recipe_line(v, &by_id));
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The versions a run's report names and all their ancestors, each once,
+/// by module and number.
+fn recipes_of(
+    store: &visprog_distiller::store::Store,
+    report: Option<&serde_json::Value>,
+) -> Result<Vec<ModuleVersion>> {
+    let Some(versions) = report.and_then(|r| r["versions"].as_object()) else {
+        return Ok(Vec::new());
+    };
+    let mut out: std::collections::BTreeMap<(String, u32), ModuleVersion> = Default::default();
+    for label in versions.values().filter_map(|v| v.as_str()) {
+        let Ok(r) = label.parse::<visprog_distiller::store::VersionRef>() else {
+            continue;
+        };
+        // A version removed since (gc of an unaliased one) is left out.
+        let Ok(l) = store.lineage(&r) else { continue };
+        for v in std::iter::once(l.tree.version).chain(l.ancestors) {
+            out.insert((v.module.clone(), v.number), v);
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// One version's recipe in a line: pre-trained (data, size, epochs, ...),
+/// distilled (parent, teacher, data, the distillation's settings), or
+/// imported.
+fn recipe_line(v: &ModuleVersion, names: &std::collections::HashMap<uuid::Uuid, String>) -> String {
+    let c = &v.config;
+    let name =
+        |id: Option<uuid::Uuid>| id.map(|i| names.get(&i).cloned().unwrap_or_else(|| short(&i)));
+    let data = v.data.as_deref().unwrap_or("data not recorded");
+    let me = format!("{}@{}", v.module, v.number);
+    if let Some(t) = c.get("train").filter(|t| t.is_object()) {
+        let init = c
+            .get("init_from")
+            .and_then(|x| x.as_str())
+            .map(|x| format!(", started from {x}"))
+            .unwrap_or_default();
+        return format!(
+            "{me}: pre-trained on {data}: n {}, at most {} epochs, batch {}, lr {}, patience {}, seed {}{init}",
+            c["n"], t["epochs"], t["batch"], t["lr"], t["patience"], t["seed"]
+        );
+    }
+    if let Some(d) = c.get("distill").filter(|d| d.is_object()) {
+        return format!(
+            "{me}: distilled from {} with teacher {} on {data} by run {} ({}, seed {}): pointer {}, {} samples, at most {} epochs, lr {}, temperature {}, replay {}, self-distillation {}",
+            name(v.parent).unwrap_or_else(|| "-".into()),
+            name(v.teacher).unwrap_or_else(|| "-".into()),
+            v.run.map_or("-".into(), |r| short(&r)),
+            c["experiment"].as_str().unwrap_or("-"),
+            c["seed"],
+            d["pointer"],
+            d["samples"],
+            d["epochs"],
+            d["lr"],
+            d["temperature"],
+            d["replay"],
+            d["self_distill"]
+        );
+    }
+    format!("{me}: imported or made outside a recipe vpd records ({data}): {c}")
 }

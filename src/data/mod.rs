@@ -7,6 +7,7 @@ pub mod check;
 pub mod gqa;
 pub mod images;
 pub mod nlvr2;
+pub mod real_layout;
 pub mod render;
 pub mod rng;
 pub mod synth;

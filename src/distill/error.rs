@@ -63,6 +63,10 @@ pub enum RunError {
     /// Nothing left to train on after the teacher's labels were filtered.
     #[error("{0}")]
     NothingToTrain(String),
+    /// A real dataset the experiment names is unusable, or the run would
+    /// need synthetic data the experiment does not allow.
+    #[error("{0}")]
+    RealData(String),
     /// An invariant of vpd's own code does not hold.
     #[error("internal error: {0} (a defect in vpd; please report it)")]
     Defect(String),

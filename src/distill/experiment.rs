@@ -40,7 +40,8 @@ pub struct Experiment {
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
 }
 
-/// Synthetic data sizes (examples per split) and seed.
+/// The data: synthetic sizes (examples per split) and seed, and the tasks
+/// whose data is a real folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataCfg {
@@ -52,6 +53,175 @@ pub struct DataCfg {
     pub nlvr2_n: usize,
     /// Generator seed.
     pub seed: u64,
+    /// GQA in the real layout (an empty `root`: the synthetic world).
+    pub gqa: RealCfg,
+    /// NLVR2 in the real layout (an empty `root`: the synthetic world).
+    pub nlvr2: RealCfg,
+    /// With real data, whether vpd may fall back on its synthetic world
+    /// where it has nothing real: pre-training missing students on the
+    /// generic corpus, and replaying that corpus during distillation.
+    pub allow_synthetic: bool,
+    /// Megabytes of decoded images an execution keeps in memory (0: none
+    /// kept, each read decodes again).
+    pub image_cache_mb: usize,
+}
+
+/// The roles a dataset's splits play in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Pre-training a teacher vpd makes.
+    Train,
+    /// The programs whose steps the teacher labels.
+    Distill,
+    /// Early stopping.
+    Dev,
+    /// The evaluations before and after, and the gate.
+    Test,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Train, Role::Distill, Role::Dev, Role::Test];
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Train => "train",
+            Role::Distill => "distill",
+            Role::Dev => "dev",
+            Role::Test => "test",
+        })
+    }
+}
+
+/// One value per role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Roles<T> {
+    /// Pre-training a teacher vpd makes.
+    pub train: T,
+    /// The programs whose steps the teacher labels.
+    pub distill: T,
+    /// Early stopping.
+    pub dev: T,
+    /// The evaluations and the gate.
+    pub test: T,
+}
+
+impl<T> Roles<T> {
+    /// The value of `r`.
+    pub fn of(&self, r: Role) -> &T {
+        match r {
+            Role::Train => &self.train,
+            Role::Distill => &self.distill,
+            Role::Dev => &self.dev,
+            Role::Test => &self.test,
+        }
+    }
+}
+
+/// A task's dataset in the real published layout. Splits left out take
+/// the task's real names (GQA: `train_balanced` for train and distill,
+/// `val_balanced`, `testdev_balanced`; NLVR2: `train`, `dev`, `test1`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealCfg {
+    /// The dataset's folder (empty: the synthetic world).
+    pub root: String,
+    /// The images' folder when it is not `root/images` (empty: that).
+    pub images: String,
+    /// The real split each role reads, by its file's stem
+    /// (`testdev_balanced` for `questions/testdev_balanced_questions.json`).
+    pub splits: Roles<String>,
+    /// The first example each role reads: two roles on one split must not
+    /// overlap.
+    pub offsets: Roles<usize>,
+    /// Most examples a teacher vpd pre-trains reads (0: all from its
+    /// offset); the other roles' sizes are `distill.samples`,
+    /// `distill.dev_samples` and `eval.limit`.
+    pub train_limit: usize,
+    /// Programs: `annotated` (GQA's `semantic` converted; NLVR2 lines'
+    /// own `program`, which real lines lack) or `llm` (the endpoint from
+    /// VPD_LLM_BASE_URL, VPD_LLM_MODEL, as `vpd eval` has it).
+    pub generator: String,
+    /// With `llm`: a few-shot prompt file replacing the built-in one (its
+    /// hash is part of the program cache key).
+    pub prompt: String,
+}
+
+impl DataCfg {
+    /// The real-layout settings of `task`.
+    pub fn real(&self, task: Task) -> &RealCfg {
+        match task {
+            Task::Gqa => &self.gqa,
+            Task::Nlvr2 => &self.nlvr2,
+        }
+    }
+}
+
+/// Two roles that read overlapping parts of one split: `(a, b, split)`.
+/// `sizes` gives each role's example count (0: to the split's end).
+pub fn overlap(
+    real: &RealCfg,
+    roles: &[Role],
+    size: impl Fn(Role) -> usize,
+) -> Option<(Role, Role, String)> {
+    let range = |r: Role| {
+        let a = *real.offsets.of(r);
+        let n = size(r);
+        (
+            a,
+            if n == 0 {
+                usize::MAX
+            } else {
+                a.saturating_add(n)
+            },
+        )
+    };
+    for (i, &a) in roles.iter().enumerate() {
+        for &b in &roles[i + 1..] {
+            if real.splits.of(a) != real.splits.of(b) {
+                continue;
+            }
+            let ((a0, a1), (b0, b1)) = (range(a), range(b));
+            if a0 < b1 && b0 < a1 {
+                return Some((a, b, real.splits.of(a).clone()));
+            }
+        }
+    }
+    None
+}
+
+impl RealCfg {
+    /// Fills what was left out with the task's real split names and the
+    /// annotated generator.
+    fn fill(&mut self, task: Task) {
+        let (train, dev, test) = match task {
+            Task::Gqa => ("train_balanced", "val_balanced", "testdev_balanced"),
+            Task::Nlvr2 => ("train", "dev", "test1"),
+        };
+        let s = &mut self.splits;
+        for (slot, name) in [
+            (&mut s.train, train),
+            (&mut s.distill, train),
+            (&mut s.dev, dev),
+            (&mut s.test, test),
+        ] {
+            if slot.is_empty() {
+                *slot = name.to_string();
+            }
+        }
+        if self.generator.is_empty() {
+            self.generator = "annotated".into();
+        }
+    }
+
+    /// Whether the task reads a real folder.
+    pub fn is_real(&self) -> bool {
+        !self.root.is_empty()
+    }
 }
 
 /// Pre-training recipes, used only for versions the store lacks.
@@ -74,6 +244,40 @@ pub struct PretrainCfg {
     pub lr: f64,
     /// Epochs without a better dev score before training stops.
     pub patience: usize,
+    /// Examples per split of the generic corpus the students are
+    /// pre-trained on (0: `data.generic_n`).
+    pub students_n: usize,
+    /// Examples per split of the GQA data the GQA teacher is pre-trained on
+    /// (0: `data.gqa_n`); a teacher may learn from more data than the
+    /// distillation uses.
+    pub gqa_teacher_n: usize,
+    /// The same for the NLVR2 teacher (0: `data.nlvr2_n`).
+    pub nlvr2_teacher_n: usize,
+    /// Most epochs of the GQA teacher (0: `teacher_epochs`).
+    pub gqa_teacher_epochs: usize,
+    /// Most epochs of the NLVR2 teacher (0: `teacher_epochs`).
+    pub nlvr2_teacher_epochs: usize,
+}
+
+impl PretrainCfg {
+    /// The most epochs and examples per split of a built-in module's
+    /// recipe (none: not a built-in module).
+    pub fn recipe(&self, data: &DataCfg, module: &str) -> Option<(usize, usize)> {
+        let or = |x: usize, y: usize| if x > 0 { x } else { y };
+        Some(match module {
+            "vqa" => (self.vqa_epochs, or(self.students_n, data.generic_n)),
+            "loc" => (self.loc_epochs, or(self.students_n, data.generic_n)),
+            "gqa-teacher" => (
+                or(self.gqa_teacher_epochs, self.teacher_epochs),
+                or(self.gqa_teacher_n, data.gqa_n),
+            ),
+            "nlvr2-teacher" => (
+                or(self.nlvr2_teacher_epochs, self.teacher_epochs),
+                or(self.nlvr2_teacher_n, data.nlvr2_n),
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// The base pipeline's module versions (MODULE@REF).
@@ -216,7 +420,7 @@ pub struct GateCfg {
 
 impl Default for Experiment {
     fn default() -> Self {
-        Experiment {
+        let mut e = Experiment {
             name: "experiment".into(),
             seed: 0,
             data: DataCfg::default(),
@@ -227,7 +431,9 @@ impl Default for Experiment {
             eval: EvalCfg::default(),
             gate: GateCfg::default(),
             sweep: BTreeMap::new(),
-        }
+        };
+        e.fill();
+        e
     }
 }
 
@@ -238,6 +444,10 @@ impl Default for DataCfg {
             gqa_n: 1000,
             nlvr2_n: 1000,
             seed: 0,
+            gqa: RealCfg::default(),
+            nlvr2: RealCfg::default(),
+            allow_synthetic: false,
+            image_cache_mb: 2048,
         }
     }
 }
@@ -253,6 +463,11 @@ impl Default for PretrainCfg {
             batch: 64,
             lr: 2e-3,
             patience: 3,
+            students_n: 0,
+            gqa_teacher_n: 0,
+            nlvr2_teacher_n: 0,
+            gqa_teacher_epochs: 0,
+            nlvr2_teacher_epochs: 0,
         }
     }
 }
@@ -387,9 +602,16 @@ fn invalid(where_: &str, message: impl Into<String>) -> ConfigError {
 impl Experiment {
     /// Parses an experiment's TOML text (`origin` names it in errors).
     pub fn parse(text: &str, origin: &str) -> Result<Experiment, ConfigError> {
-        let e: Experiment = toml::from_str(text).map_err(|e| invalid(origin, e.to_string()))?;
+        let mut e: Experiment = toml::from_str(text).map_err(|e| invalid(origin, e.to_string()))?;
+        e.fill();
         e.check(origin)?;
         Ok(e)
+    }
+
+    /// Fills the defaults that depend on the task.
+    fn fill(&mut self) {
+        self.data.gqa.fill(Task::Gqa);
+        self.data.nlvr2.fill(Task::Nlvr2);
     }
 
     /// Reads an experiment file.
@@ -448,9 +670,10 @@ impl Experiment {
             }
             *at = parsed;
         }
-        let e: Experiment = tree
+        let mut e: Experiment = tree
             .try_into()
             .map_err(|e: toml::de::Error| invalid(what, format!("`{key}`: {e}")))?;
+        e.fill();
         e.check(what)?;
         Ok(e)
     }
@@ -514,10 +737,10 @@ impl Experiment {
         let mut used = vec![("data.generic_n", self.data.generic_n)];
         let mut tasks = self.eval.tasks.clone();
         tasks.push(d.task);
-        if tasks.contains(&Task::Gqa) {
+        if tasks.contains(&Task::Gqa) && !self.data.gqa.is_real() {
             used.push(("data.gqa_n", self.data.gqa_n));
         }
-        if tasks.contains(&Task::Nlvr2) {
+        if tasks.contains(&Task::Nlvr2) && !self.data.nlvr2.is_real() {
             used.push(("data.nlvr2_n", self.data.nlvr2_n));
         }
         for (k, n) in used {
@@ -532,12 +755,52 @@ impl Experiment {
             ("data.generic_n", self.data.generic_n),
             ("data.gqa_n", self.data.gqa_n),
             ("data.nlvr2_n", self.data.nlvr2_n),
+            ("pretrain.students_n", self.pretrain.students_n),
+            ("pretrain.gqa_teacher_n", self.pretrain.gqa_teacher_n),
+            ("pretrain.nlvr2_teacher_n", self.pretrain.nlvr2_teacher_n),
         ] {
             if n > max {
                 return Err(invalid(
                     origin,
                     format!(
                         "`{k}` = {n} is more than {max} examples per split of synthetic data (VPD_MAX_SYNTH_N raises the bound)"
+                    ),
+                ));
+            }
+        }
+        for t in Task::ALL {
+            let real = self.data.real(t);
+            if !["annotated", "llm"].contains(&real.generator.as_str()) {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "`data.{t}.generator` = {:?}: expected \"annotated\" or \"llm\"",
+                        real.generator
+                    ),
+                ));
+            }
+            if !real.is_real() {
+                continue;
+            }
+            for r in Role::ALL {
+                if real.splits.of(r).is_empty() {
+                    return Err(invalid(origin, format!("`data.{t}.splits.{r}` is empty")));
+                }
+            }
+            let size = |r: Role| match r {
+                Role::Train => real.train_limit,
+                Role::Distill => d.samples,
+                Role::Dev => d.dev_samples,
+                Role::Test => self.eval.limit,
+            };
+            if let Some((a, b, split)) =
+                overlap(real, &[Role::Distill, Role::Dev, Role::Test], size)
+            {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "`data.{t}`: the roles {a} and {b} both read {split} from overlapping offsets; \
+                         set `data.{t}.offsets.{b}` past the end of {a}'s examples (offset + size), or map them to different splits"
                     ),
                 ));
             }

@@ -160,9 +160,9 @@ pub(super) fn distill_loc(
             steps.len()
         )));
     }
-    if d.replay > 0.0 {
+    if let (true, Some(g)) = (d.replay > 0.0, cx.generic) {
         train.extend(
-            models::generic_detections(cx.generic, "train")?
+            models::generic_detections(g, "train")?
                 .into_iter()
                 .take(d.replay_samples),
         );
@@ -234,7 +234,7 @@ pub(super) fn distill_loc(
             module: loc.module.clone(),
             parent: Some(loc.id),
             teacher: Some(cx.teacher.id),
-            data: Some(format!("{}/distill[:{}]", cx.dataset(), d.samples)),
+            data: Some(cx.dataset()),
             config: serde_json::json!({
                 "experiment": exp.name, "seed": exp.seed, "distill": d, "trainer": cfg,
             }),

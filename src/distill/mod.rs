@@ -16,6 +16,7 @@ mod loc;
 mod phases;
 mod pretrain;
 pub mod report;
+mod source;
 pub mod sweep;
 mod vqa;
 

@@ -24,7 +24,8 @@ use std::time::Instant;
 
 use super::actors::{Label, LoadTeacher};
 use super::adapter::{self, Images, StepSample};
-use super::experiment::Experiment;
+use super::experiment::{Experiment, Role};
+use super::source::Source;
 use crate::data::synth::{Corpus, SynthConfig};
 use crate::data::DataError;
 use crate::models::{self, ModelError, INPUT};
@@ -38,7 +39,6 @@ use crate::vocab::{Slot, Task};
 use super::coordinator::{Links, Progress};
 use super::error::RunError;
 use super::loc::distill_loc;
-use super::pretrain::ensure;
 use super::report::*;
 use super::vqa::distill_vqa;
 
@@ -81,7 +81,7 @@ pub(super) fn evaluate(
     store: &Store,
     exp: &Experiment,
     task: Task,
-    dir: &Path,
+    source: &Source,
     vqa: &ModuleVersion,
     loc: ModuleChoice,
     progress: &dyn Progress,
@@ -90,6 +90,7 @@ pub(super) fn evaluate(
         ModuleChoice::Oracle => ModuleChoice::Oracle,
         _ => ModuleChoice::Version(version_ref(vqa)),
     };
+    let slice = source.slice(Role::Test, exp.eval.limit);
     let what = format!(
         "evaluating {} on {} {}",
         match &loc {
@@ -97,46 +98,54 @@ pub(super) fn evaluate(
             _ => label(vqa),
         },
         task_name(task),
-        exp.eval.split
+        slice.split
     );
     progress.phase(&what, None);
     let spec = EvalSpec {
         task,
-        split: exp.eval.split.clone(),
+        slice,
         vqa: vqa_choice,
         loc,
-        llm: None,
-        data: dir.to_path_buf(),
-        layout: eval::Layout::Synthetic,
-        limit: (exp.eval.limit > 0).then_some(exp.eval.limit),
+        llm: source.llm(),
         force: false,
     };
-    Ok(eval::evaluate(
-        store,
-        &spec,
-        ExecConfig::batched(crate::nn::threads()),
-        &|k, _| progress.set(k as u64, &what),
-    )?)
+    Ok(eval::evaluate(store, &spec, exec_config(exp), &|k, _| {
+        progress.set(k as u64, &what)
+    })?)
 }
 
-/// The VQA steps of the base pipeline's programs on a split (jobs without
-/// answers or scene graphs).
+/// The executor's settings in a run: batched, with the experiment's image
+/// cache.
+pub(super) fn exec_config(exp: &Experiment) -> ExecConfig {
+    ExecConfig {
+        image_cache_bytes: exp.data.image_cache_mb.saturating_mul(1 << 20),
+        ..ExecConfig::batched(crate::nn::threads())
+    }
+}
+
+/// The VQA and LOC steps of the base pipeline's programs on `limit`
+/// examples of a role's split (0: all; jobs without answers or scene
+/// graphs).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn collect(
     store: &Store,
+    exp: &Experiment,
     task: Task,
-    dir: &Path,
-    split: &str,
+    source: &Source,
+    role: Role,
     limit: usize,
     vqa: &ModuleVersion,
     loc: &ModuleVersion,
     progress: &dyn Progress,
 ) -> Result<(Vec<StepSample>, Vec<StepSample>), RunError> {
-    let mut jobs = eval::jobs_without_truth(task, dir, split)?;
-    if limit > 0 {
-        jobs.truncate(limit);
-    }
-    let what = format!("running {} {split} programs", task_name(task));
+    let slice = source.slice(role, limit);
+    let jobs = slice.jobs(task, false)?;
+    eval::needs_programs(&jobs, source.llm().is_some(), &slice.split)?;
+    let what = format!(
+        "running {} {} programs ({role})",
+        task_name(task),
+        slice.split
+    );
     progress.phase(&what, Some(jobs.len() as u64));
     let rep = exec::execute(
         store,
@@ -144,9 +153,9 @@ pub(super) fn collect(
         task,
         &ModuleChoice::Version(version_ref(vqa)),
         &ModuleChoice::Version(version_ref(loc)),
-        None,
-        ExecConfig::batched(crate::nn::threads()),
-        &ImageCache::default(),
+        source.llm(),
+        exec_config(exp),
+        &ImageCache::with_budget(exec_config(exp).image_cache_bytes),
         &|k| progress.set(k as u64, &what),
     )?;
     let vqa_steps = jobs
@@ -205,7 +214,7 @@ pub(super) fn phases(
     let mut clock = Clock::start();
     let data = prepare_data(store, exp, progress)?;
     clock.lap("data");
-    let modules = pretrain(store, exp, &data.tasks, progress)?;
+    let modules = pretrain(store, exp, &data, progress)?;
     clock.lap("pretrain");
     let before = baselines(store, exp, &data, &modules, progress)?;
     clock.lap("evaluate base");
@@ -220,8 +229,8 @@ pub(super) fn phases(
         run_id,
         teacher: &teacher,
         teacher_meta: &teacher_meta,
-        generic: &data.generic,
-        data: &data.dirs[&task_name(exp.distill.task)],
+        generic: data.generic.as_deref(),
+        source: &data.sources[&task_name(exp.distill.task)],
         task: exp.distill.task,
         other: other_task(store, exp, &data)?,
         vqa: &modules.vqa,
@@ -232,7 +241,7 @@ pub(super) fn phases(
     let rows = evaluate_distilled(store, exp, &data, &modules, &distilled, before, progress)?;
     clock.lap("evaluate distilled");
     let (gates, moved) = gate(store, exp, run_id, &modules, &distilled)?;
-    Ok(report(
+    let mut r = report(
         exp,
         run_id,
         &modules,
@@ -241,7 +250,9 @@ pub(super) fn phases(
         gates,
         moved,
         clock.seconds,
-    ))
+    );
+    r.data = data_used(exp, &data, &modules);
+    Ok(r)
 }
 
 /// Seconds per phase.
@@ -271,14 +282,37 @@ impl Clock {
 pub(super) struct RunData {
     /// Evaluated tasks and the distillation task, sorted, once each.
     pub(super) tasks: Vec<Task>,
-    /// The generic corpus (replay).
-    pub(super) generic: PathBuf,
-    /// Each task's data folder, by task name.
-    pub(super) dirs: BTreeMap<String, PathBuf>,
+    /// The generic corpus (students' pre-training, replay): none when the
+    /// distillation's data is real and the experiment does not allow the
+    /// synthetic world (`data.allow_synthetic`).
+    pub(super) generic: Option<PathBuf>,
+    /// Each task's data, by task name.
+    pub(super) sources: BTreeMap<String, Source>,
 }
 
-/// Phase 1: The synthetic data of the experiment, made under the store when
-/// missing.
+impl RunData {
+    /// Whether the distillation reads a real folder.
+    fn real_run(&self, exp: &Experiment) -> bool {
+        self.sources
+            .get(&task_name(exp.distill.task))
+            .is_some_and(Source::is_real)
+    }
+}
+
+/// A task's data: its real folder when the experiment names one, else the
+/// synthetic world's (made under the store when missing).
+pub(super) fn source_of(store: &Store, exp: &Experiment, t: Task) -> Result<Source, RunError> {
+    let real = exp.data.real(t);
+    if real.is_real() {
+        Source::real(t, real)
+    } else {
+        Ok(Source::synthetic(data(store, exp, t.into())?, exp))
+    }
+}
+
+/// Phase 1: Each task's data (a real folder, checked, or the synthetic
+/// world made under the store when missing) and the generic corpus when
+/// the run may use it.
 fn prepare_data(
     store: &Store,
     exp: &Experiment,
@@ -290,17 +324,57 @@ fn prepare_data(
     }
     tasks.sort();
     tasks.dedup();
-    progress.phase("making synthetic data (once per store)", None);
-    let generic = data(store, exp, Corpus::Generic)?;
-    let mut dirs = BTreeMap::new();
+    progress.phase("preparing data", None);
+    let mut sources = BTreeMap::new();
     for t in &tasks {
-        dirs.insert(task_name(*t), data(store, exp, (*t).into())?);
+        sources.insert(task_name(*t), source_of(store, exp, *t)?);
     }
-    Ok(RunData {
+    let mut run = RunData {
         tasks,
-        generic,
-        dirs,
-    })
+        generic: None,
+        sources,
+    };
+    if !run.real_run(exp) || exp.data.allow_synthetic {
+        run.generic = Some(data(store, exp, Corpus::Generic)?);
+    }
+    Ok(run)
+}
+
+/// Which data every phase read, in words (the report's `data`).
+fn data_used(exp: &Experiment, run: &RunData, m: &Modules) -> BTreeMap<String, String> {
+    let d = &exp.distill;
+    let dtask = d.task;
+    let src = |t: Task| &run.sources[&task_name(t)];
+    let mut out = BTreeMap::new();
+    out.insert(
+        "distill".to_string(),
+        src(dtask).describe(dtask, Role::Distill, d.samples),
+    );
+    out.insert(
+        "dev".to_string(),
+        src(dtask).describe(dtask, Role::Dev, d.dev_samples),
+    );
+    for t in &exp.eval.tasks {
+        out.insert(
+            format!("test {t}"),
+            src(*t).describe(*t, Role::Test, exp.eval.limit),
+        );
+    }
+    out.insert(
+        "replay".to_string(),
+        match (&run.generic, d.replay > 0.0 || d.self_distill > 0.0) {
+            (Some(g), true) => format!(
+                "{} (synthetic generic corpus)",
+                g.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            (Some(_), false) => "none (distill.replay and distill.self_distill are 0)".into(),
+            (None, _) => "none (real data; data.allow_synthetic is false)".into(),
+        },
+    );
+    for (what, made) in &m.sources {
+        out.insert(format!("module {what}"), made.clone());
+    }
+    out
 }
 
 /// The base pipeline's modules and the teachers, made when missing.
@@ -311,22 +385,37 @@ pub(super) struct Modules {
     pub(super) teachers: BTreeMap<String, ModuleVersion>,
     /// What was pre-trained because the store lacked it.
     pub(super) made: Vec<String>,
+    /// Each version used: where it came from (the store, or the data it
+    /// was pre-trained on).
+    pub(super) sources: BTreeMap<String, String>,
+    /// Versions reused from the store that were made with another recipe
+    /// than the experiment's, with the differences.
+    pub(super) recipe_differences: BTreeMap<String, Vec<String>>,
 }
 
 /// Phase 2: Pre-training of what the store lacks.
 fn pretrain(
     store: &Store,
     exp: &Experiment,
-    tasks: &[Task],
+    run: &RunData,
     progress: &dyn Progress,
 ) -> Result<Modules, RunError> {
     let mut made = Vec::new();
-    let vqa = ensure(store, exp, &exp.modules.vqa, &mut made, progress)?;
-    let loc = ensure(store, exp, &exp.modules.loc, &mut made, progress)?;
+    let mut sources = BTreeMap::new();
+    let cx = super::pretrain::Ensure {
+        store,
+        exp,
+        sources: &run.sources,
+        synthetic_students: run.generic.is_some(),
+        progress,
+        differences: Default::default(),
+    };
+    let vqa = cx.ensure(&exp.modules.vqa, &mut made, &mut sources)?;
+    let loc = cx.ensure(&exp.modules.loc, &mut made, &mut sources)?;
     let mut teachers = BTreeMap::new();
     for t in Task::ALL {
-        if let (Some(r), true) = (exp.teachers.of(t), tasks.contains(&t)) {
-            teachers.insert(task_name(t), ensure(store, exp, r, &mut made, progress)?);
+        if let (Some(r), true) = (exp.teachers.of(t), run.tasks.contains(&t)) {
+            teachers.insert(task_name(t), cx.ensure(r, &mut made, &mut sources)?);
         }
     }
     Ok(Modules {
@@ -334,12 +423,15 @@ fn pretrain(
         loc,
         teachers,
         made,
+        sources,
+        recipe_differences: cx.differences.into_inner(),
     })
 }
 
 /// A task before distillation: its teacher end to end (when it has one),
-/// the oracle-module pipeline, the base pipeline.
-type Before = BTreeMap<String, (Option<Score>, EvalReport, EvalReport)>;
+/// the oracle-module pipeline (none: the split has no scene graphs), the
+/// base pipeline.
+type Before = BTreeMap<String, (Option<Score>, Option<EvalReport>, EvalReport)>;
 
 /// Phase 3: The teacher, oracle and base pipelines on every evaluated task.
 fn baselines(
@@ -352,32 +444,34 @@ fn baselines(
     let mut before = Before::new();
     for t in &exp.eval.tasks {
         let name = task_name(*t);
-        let dir = &data.dirs[&name];
+        let source = &data.sources[&name];
+        let slice = source.slice(Role::Test, exp.eval.limit);
         let teacher = match m.teachers.get(&name) {
             Some(v) => {
                 progress.phase(&format!("evaluating {} end to end", label(v)), None);
-                let limit = (exp.eval.limit > 0).then_some(exp.eval.limit);
-                Some(
-                    eval::evaluate_teacher(
-                        store,
-                        *t,
-                        &version_ref(v),
-                        dir,
-                        &exp.eval.split,
-                        limit,
-                        false,
-                    )?
-                    .score,
-                )
+                Some(eval::evaluate_teacher(store, *t, &version_ref(v), &slice, false)?.score)
             }
             None => None,
         };
-        let oracle = evaluate(store, exp, *t, dir, &m.vqa, ModuleChoice::Oracle, progress)?;
+        // Oracle modules read scene graphs: not measured without them.
+        let oracle = if slice.has_scene_graphs(*t) {
+            Some(evaluate(
+                store,
+                exp,
+                *t,
+                source,
+                &m.vqa,
+                ModuleChoice::Oracle,
+                progress,
+            )?)
+        } else {
+            None
+        };
         let base = evaluate(
             store,
             exp,
             *t,
-            dir,
+            source,
             &m.vqa,
             ModuleChoice::Version(version_ref(&m.loc)),
             progress,
@@ -432,22 +526,36 @@ fn collect_steps(
     progress: &dyn Progress,
 ) -> Result<Steps, RunError> {
     let (d, dtask) = (&exp.distill, exp.distill.task);
-    let ddir = &data.dirs[&task_name(dtask)];
+    let src = &data.sources[&task_name(dtask)];
     let (vqa, loc) = collect(
-        store, dtask, ddir, "distill", d.samples, &m.vqa, &m.loc, progress,
+        store,
+        exp,
+        dtask,
+        src,
+        Role::Distill,
+        d.samples,
+        &m.vqa,
+        &m.loc,
+        progress,
     )?;
     let (dev_vqa, dev_loc) = collect(
         store,
+        exp,
         dtask,
-        ddir,
-        "dev",
+        src,
+        Role::Dev,
         d.dev_samples,
         &m.vqa,
         &m.loc,
         progress,
     )?;
-    let truth = eval::jobs(dtask, ddir, "distill")?
+    // Only jobs with scene graphs can score a pseudo-label; without them
+    // pseudo-label accuracy is not measured.
+    let truth = src
+        .slice(Role::Distill, d.samples)
+        .jobs(dtask, true)?
         .into_iter()
+        .filter(|j| !j.scenes.is_empty())
         .map(|j| (j.id.clone(), j))
         .collect();
     Ok(Steps {
@@ -459,18 +567,23 @@ fn collect_steps(
     })
 }
 
-/// The other task and its data: anchor steps come from there.
-fn other_task(store: &Store, exp: &Experiment, run: &RunData) -> Result<(Task, PathBuf), RunError> {
+/// The other task and its data: anchor steps come from there (none when
+/// the run takes none).
+fn other_task(
+    store: &Store,
+    exp: &Experiment,
+    run: &RunData,
+) -> Result<(Task, Option<Source>), RunError> {
     let t = match exp.distill.task {
         Task::Gqa => Task::Nlvr2,
         Task::Nlvr2 => Task::Gqa,
     };
-    let dir = match run.dirs.get(&task_name(t)) {
-        Some(d) => d.clone(),
-        None if exp.distill.anchor_other > 0 => data(store, exp, t.into())?,
-        None => PathBuf::new(),
+    let src = match run.sources.get(&task_name(t)) {
+        Some(s) => Some(s.clone()),
+        None if exp.distill.anchor_other > 0 => Some(source_of(store, exp, t)?),
+        None => None,
     };
-    Ok((t, dir))
+    Ok((t, src))
 }
 
 /// What distillation made, per slot.
@@ -533,12 +646,12 @@ fn evaluate_distilled(
         let (teacher, oracle, base) = before
             .remove(&name)
             .ok_or_else(|| RunError::Defect(format!("no baseline evaluations of {name}")))?;
-        let dir = &data.dirs[&name];
+        let source = &data.sources[&name];
         let after = evaluate(
             store,
             exp,
             *t,
-            dir,
+            source,
             &new_vqa,
             ModuleChoice::Version(version_ref(&new_loc)),
             progress,
@@ -548,7 +661,7 @@ fn evaluate_distilled(
                 store,
                 exp,
                 *t,
-                dir,
+                source,
                 &new_vqa,
                 ModuleChoice::Version(version_ref(&m.loc)),
                 progress,
@@ -557,7 +670,7 @@ fn evaluate_distilled(
                 store,
                 exp,
                 *t,
-                dir,
+                source,
                 &m.vqa,
                 ModuleChoice::Version(version_ref(&new_loc)),
                 progress,
@@ -567,7 +680,7 @@ fn evaluate_distilled(
             name,
             TaskRow {
                 teacher,
-                oracle: oracle.score,
+                oracle: oracle.map(|o| o.score),
                 difference: paired(store, &base, &after)?,
                 evaluations: (
                     base.evaluation.id.to_string(),
@@ -659,6 +772,9 @@ fn report(
         training,
         loc_training,
         pretrained: m.made.clone(),
+        data: BTreeMap::new(),
+        recipe_differences: m.recipe_differences.clone(),
+        machine: Some(crate::machine::Machine::this()),
         seconds,
         config: exp.clone(),
     }
@@ -677,11 +793,13 @@ pub(super) struct Cx<'a> {
     pub(super) run_id: uuid::Uuid,
     pub(super) teacher: &'a ModuleVersion,
     pub(super) teacher_meta: &'a crate::nn::model::ModelMeta,
-    pub(super) generic: &'a Path,
-    pub(super) data: &'a Path,
+    /// The generic corpus, when the run may replay it.
+    pub(super) generic: Option<&'a Path>,
+    /// The distillation task's data.
+    pub(super) source: &'a Source,
     pub(super) task: Task,
     /// The other task and its data (anchor steps come from there).
-    pub(super) other: (Task, PathBuf),
+    pub(super) other: (Task, Option<Source>),
     pub(super) vqa: &'a ModuleVersion,
     pub(super) loc: &'a ModuleVersion,
 }
@@ -720,10 +838,9 @@ impl Cx<'_> {
             );
         })
     }
+    /// The distill slice's dataset key (a version's `data`).
     pub(super) fn dataset(&self) -> String {
-        self.data
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        let s = self.source.slice(Role::Distill, self.exp.distill.samples);
+        s.key(self.task).unwrap_or_else(|_| s.split.clone())
     }
 }

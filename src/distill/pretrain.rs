@@ -1,10 +1,18 @@
 //! Pre-training on demand: a default alias (`vqa@base`, `gqa-teacher@teacher`)
-//! the store lacks is made from the experiment's `[pretrain]` recipe.
+//! the store lacks is made from the experiment's `[pretrain]` recipe: a
+//! teacher on its task's `train` role (a real split when the task's data
+//! is real), a student on the synthetic generic corpus (refused when the
+//! run's data is real and the experiment does not allow the synthetic
+//! world).
 
-use super::experiment::Experiment;
-use crate::models::{self, PretrainConfig};
+use std::collections::BTreeMap;
+
+use super::experiment::{overlap, Experiment, Role};
+use super::source::Source;
+use crate::models::{self, PretrainConfig, INPUT};
 use crate::nn::model::TrainConfig;
 use crate::nn::DeviceChoice;
+use crate::runtime::eval;
 use crate::store::{ModuleVersion, Store, VersionRef};
 use crate::vocab::Task;
 
@@ -12,9 +20,208 @@ use super::coordinator::Progress;
 use super::error::RunError;
 use super::phases::label;
 
-/// Resolves `r`, pre-training it when it is a default alias the store
-/// lacks; `made` collects what was pre-trained.
-pub(super) fn ensure(
+/// What pre-training on demand needs.
+pub(super) struct Ensure<'a> {
+    pub(super) store: &'a Store,
+    pub(super) exp: &'a Experiment,
+    /// Each task's data in this run, by task name.
+    pub(super) sources: &'a BTreeMap<String, Source>,
+    /// Whether students may be pre-trained on the synthetic generic corpus.
+    pub(super) synthetic_students: bool,
+    pub(super) progress: &'a dyn Progress,
+    /// Versions reused from the store whose recorded recipe differs from
+    /// the experiment's, with the differences.
+    pub(super) differences: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
+}
+
+impl Ensure<'_> {
+    /// Resolves `vr`, pre-training it when it is a default alias the store
+    /// lacks; `made` collects what was pre-trained, `from` where each
+    /// version came from.
+    pub(super) fn ensure(
+        &self,
+        vr: &VersionRef,
+        made: &mut Vec<String>,
+        from: &mut BTreeMap<String, String>,
+    ) -> Result<ModuleVersion, RunError> {
+        if let Ok(v) = self.store.resolve(vr) {
+            let diff = recipe_differences(self.exp, &v);
+            let recipe = if diff.is_empty() {
+                String::new()
+            } else {
+                tracing::warn!(
+                    "{} was made with another recipe than this experiment's: {}",
+                    label(&v),
+                    diff.join(", ")
+                );
+                format!("; made with another recipe: {}", diff.join(", "))
+            };
+            from.insert(
+                label(&v),
+                format!(
+                    "from the store (trained on {}){recipe}",
+                    v.data.as_deref().unwrap_or("data not recorded")
+                ),
+            );
+            if !diff.is_empty() {
+                self.differences.borrow_mut().insert(label(&v), diff);
+            }
+            return Ok(v);
+        }
+        let real = |t: Task| self.sources.get(&t.to_string()).filter(|s| s.is_real());
+        if matches!(vr.module.as_str(), "vqa" | "loc") && !self.synthetic_students {
+            return Err(RunError::RealData(format!(
+                "the store has no {vr}, and this run distils on real data: vpd pre-trains students only on its synthetic generic corpus. \
+                 Import your own (`vpd versions import`), pre-train one (`vpd pretrain students`), or set `data.allow_synthetic = true`"
+            )));
+        }
+        let task = match vr.module.as_str() {
+            "gqa-teacher" => Some(Task::Gqa),
+            "nlvr2-teacher" => Some(Task::Nlvr2),
+            _ => None,
+        };
+        let v = match task.and_then(|t| real(t).map(|s| (t, s))) {
+            Some((t, s)) if vr.reference == "teacher" => self.teacher_on_real(t, s, vr)?,
+            _ => ensure(self.store, self.exp, vr, made, self.progress)?,
+        };
+        from.insert(
+            label(&v),
+            format!(
+                "pre-trained by this run on {}",
+                v.data.as_deref().unwrap_or("data not recorded")
+            ),
+        );
+        if !made.contains(&label(&v)) {
+            made.push(label(&v));
+        }
+        Ok(v)
+    }
+
+    /// A built-in teacher pre-trained on the task's real `train` role (dev
+    /// and test roles for early stopping and its own test score).
+    fn teacher_on_real(
+        &self,
+        task: Task,
+        src: &Source,
+        vr: &VersionRef,
+    ) -> Result<ModuleVersion, RunError> {
+        let (exp, p) = (self.exp, &self.exp.pretrain);
+        let real = exp.data.real(task);
+        let size = |r: Role| match r {
+            Role::Train => real.train_limit,
+            Role::Distill => exp.distill.samples,
+            Role::Dev => exp.distill.dev_samples,
+            Role::Test => exp.eval.limit,
+        };
+        if let Some((a, b, split)) = overlap(real, &Role::ALL, size) {
+            return Err(RunError::RealData(format!(
+                "pre-training {vr} on `data.{task}`: the roles {a} and {b} both read {split} from overlapping offsets; \
+                 set `data.{task}.train_limit` and `data.{task}.offsets.{b}` so that they do not overlap"
+            )));
+        }
+        let what = format!("pre-training {vr} on real {task} data");
+        self.progress.phase(&what, None);
+        let ans = models::teacher_answers(task);
+        let slices = [
+            src.slice(Role::Train, real.train_limit),
+            src.slice(Role::Dev, exp.distill.dev_samples),
+            src.slice(Role::Test, exp.eval.limit),
+        ];
+        let mut sets = Vec::new();
+        for s in &slices {
+            sets.push(eval::training_examples(task, s, &ans, INPUT)?);
+        }
+        let [tr, dv, te]: [Vec<_>; 3] = sets
+            .try_into()
+            .map_err(|_| RunError::Defect("three example sets".into()))?;
+        let cfg = PretrainConfig {
+            n: tr.len(),
+            data_seed: exp.data.seed,
+            train: TrainConfig {
+                epochs: p.teacher_epochs,
+                batch: p.batch,
+                lr: p.lr,
+                patience: p.patience,
+                seed: p.seed,
+            },
+            device: DeviceChoice::Cpu,
+            init_from: None,
+        };
+        let total = p.teacher_epochs;
+        let tick = |epoch: usize, loss: f64, acc: f64| {
+            self.progress.set(
+                epoch as u64 + 1,
+                &format!(
+                    "{what}: epoch {}/{total}, loss {loss:.3}, dev {:.1}%",
+                    epoch + 1,
+                    100.0 * acc
+                ),
+            );
+        };
+        let key = slices[0].key(task)?;
+        Ok(models::fit_teacher(self.store, task, [tr, dv, te], &cfg, key, &tick)?.version)
+    }
+}
+
+/// How a stored version's recorded pre-training recipe differs from the
+/// one the experiment would use to make it (empty: the same, or not a
+/// built-in module's pre-trained version, whose recipe is not comparable).
+pub(super) fn recipe_differences(exp: &Experiment, v: &ModuleVersion) -> Vec<String> {
+    let p = &exp.pretrain;
+    let Some((epochs, n)) = p.recipe(&exp.data, &v.module) else {
+        return Vec::new();
+    };
+    let c = &v.config;
+    // Distilled and imported versions record no pre-training recipe.
+    let Some(train) = c.get("train").filter(|t| t.is_object()) else {
+        return Vec::new();
+    };
+    let real = v.data.as_deref().is_some_and(|d| d.contains("-real-"));
+    let mut out = Vec::new();
+    let mut check = |what: &str, got: Option<serde_json::Value>, want: serde_json::Value| {
+        let got = got.unwrap_or(serde_json::Value::Null);
+        let same = match (got.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+            _ => got == want,
+        };
+        if !same {
+            out.push(format!("{what} {got} (this experiment: {want})"));
+        }
+    };
+    // A teacher of real data records how many examples it read, not a
+    // synthetic size.
+    if !real {
+        check("n", c.get("n").cloned(), n.into());
+        check(
+            "data_seed",
+            c.get("data_seed").cloned(),
+            exp.data.seed.into(),
+        );
+    }
+    check("epochs", train.get("epochs").cloned(), epochs.into());
+    check("batch", train.get("batch").cloned(), p.batch.into());
+    check("lr", train.get("lr").cloned(), p.lr.into());
+    check(
+        "patience",
+        train.get("patience").cloned(),
+        p.patience.into(),
+    );
+    check("seed", train.get("seed").cloned(), p.seed.into());
+    if v.module == "nlvr2-teacher" && !real {
+        let started = c.get("init_from").is_some_and(|x| !x.is_null());
+        if started != p.nlvr2_from_gqa {
+            out.push(format!(
+                "started from the GQA teacher: {started} (this experiment: {})",
+                p.nlvr2_from_gqa
+            ));
+        }
+    }
+    out
+}
+
+/// Resolves `r`, pre-training it on synthetic data when it is a default
+/// alias the store lacks; `made` collects what was pre-trained.
+fn ensure(
     store: &Store,
     exp: &Experiment,
     vr: &VersionRef,
@@ -55,12 +262,12 @@ pub(super) fn ensure(
     };
     let what = format!("pre-training {r}");
     progress.phase(&what, None);
-    let epochs_of = |m: &str| match m {
-        "vqa" => p.vqa_epochs,
-        "loc" => p.loc_epochs,
-        _ => p.teacher_epochs,
-    };
-    let total = epochs_of(&vr.module);
+    let (total, n) = p
+        .recipe(&exp.data, &vr.module)
+        .ok_or_else(|| RunError::NotInStore {
+            reference: r.clone(),
+            why: format!("`{}` is not a built-in module", vr.module),
+        })?;
     let tick = |epoch: usize, loss: f64, acc: f64| {
         progress.set(
             epoch as u64 + 1,
@@ -72,22 +279,10 @@ pub(super) fn ensure(
         );
     };
     let v = match vr.module.as_str() {
-        "vqa" => {
-            models::pretrain_student(store, &cfg(exp.data.generic_n, p.vqa_epochs, None), &tick)?
-                .version
-        }
-        "loc" => {
-            models::pretrain_loc(store, &cfg(exp.data.generic_n, p.loc_epochs, None), &tick)?
-                .version
-        }
+        "vqa" => models::pretrain_student(store, &cfg(n, total, None), &tick)?.version,
+        "loc" => models::pretrain_loc(store, &cfg(n, total, None), &tick)?.version,
         "gqa-teacher" => {
-            models::pretrain_teacher(
-                store,
-                Task::Gqa,
-                &cfg(exp.data.gqa_n, p.teacher_epochs, None),
-                &tick,
-            )?
-            .version
+            models::pretrain_teacher(store, Task::Gqa, &cfg(n, total, None), &tick)?.version
         }
         "nlvr2-teacher" => {
             let init = if let (true, Some(gqa)) = (p.nlvr2_from_gqa, &exp.teachers.gqa) {
@@ -97,13 +292,7 @@ pub(super) fn ensure(
             } else {
                 None
             };
-            models::pretrain_teacher(
-                store,
-                Task::Nlvr2,
-                &cfg(exp.data.nlvr2_n, p.teacher_epochs, init),
-                &tick,
-            )?
-            .version
+            models::pretrain_teacher(store, Task::Nlvr2, &cfg(n, total, init), &tick)?.version
         }
         m => {
             return Err(RunError::NotInStore {

@@ -28,8 +28,9 @@ pub struct Difference {
 pub struct TaskRow {
     /// The teacher end to end (none: no teacher for this task).
     pub teacher: Option<Score>,
-    /// The oracle-module pipeline.
-    pub oracle: Score,
+    /// The oracle-module pipeline (null: not measured, the split has no
+    /// scene graphs).
+    pub oracle: Option<Score>,
     /// The base pipeline.
     pub base: Score,
     /// The distilled pipeline.
@@ -126,8 +127,21 @@ pub struct RunReport {
     pub loc_training: Option<DetTrainReport>,
     /// Versions pre-trained because the store lacked them.
     pub pretrained: Vec<String>,
+    /// The data every phase read (`distill`, `dev`, `test TASK`, `replay`,
+    /// `pretrain MODULE@REF`), real or synthetic, in words.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Versions the run reused from the store that were made with another
+    /// pre-training recipe than the experiment's, with the differences
+    /// (the run's figures then do not come from the file alone).
+    #[serde(default)]
+    pub recipe_differences: BTreeMap<String, Vec<String>>,
     /// Seconds per phase.
     pub seconds: BTreeMap<String, f64>,
+    /// The machine the run's times were measured on (absent in runs
+    /// recorded before vpd noted it).
+    #[serde(default)]
+    pub machine: Option<crate::machine::Machine>,
     /// The resolved configuration.
     pub config: Experiment,
 }

@@ -18,6 +18,7 @@ use crate::store::{ModuleVersion, NewVersion};
 use crate::vocab::ModelKind;
 
 use super::error::RunError;
+use super::experiment::Role;
 use super::phases::{collect, label, task_name, Cx, Labels};
 use super::report::*;
 
@@ -129,23 +130,26 @@ pub(super) fn distill_vqa(
             d.confidence
         )));
     }
-    let replay: Vec<Example> = if d.replay > 0.0 || d.self_distill > 0.0 {
-        models::generic_examples(cx.generic, "train", &student_meta.answers)?
-            .into_iter()
-            .take(d.replay_samples)
-            .map(|(e, _)| e)
-            .collect()
-    } else {
-        Vec::new()
+    // The generic corpus is replayed only where the run may use it (not on
+    // real data unless `data.allow_synthetic`).
+    let replay: Vec<Example> = match cx.generic {
+        Some(g) if d.replay > 0.0 || d.self_distill > 0.0 => {
+            models::generic_examples(g, "train", &student_meta.answers)?
+                .into_iter()
+                .take(d.replay_samples)
+                .map(|(e, _)| e)
+                .collect()
+        }
+        _ => Vec::new(),
     };
     let mut anchor = Vec::new();
-    if d.anchor_other > 0 {
-        let (t, dir) = &cx.other;
+    if let (true, (t, Some(src))) = (d.anchor_other > 0, &cx.other) {
         let (other_steps, _) = collect(
             store,
+            exp,
             *t,
-            dir,
-            "distill",
+            src,
+            Role::Distill,
             d.anchor_other,
             cx.vqa,
             cx.loc,
@@ -263,7 +267,7 @@ pub(super) fn distill_vqa(
             module: vqa.module.clone(),
             parent: Some(vqa.id),
             teacher: Some(cx.teacher.id),
-            data: Some(format!("{}/distill[:{}]", cx.dataset(), d.samples)),
+            data: Some(cx.dataset()),
             config: serde_json::json!({
                 "experiment": exp.name, "seed": exp.seed, "distill": d, "trainer": cfg,
             }),

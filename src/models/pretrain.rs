@@ -171,7 +171,19 @@ fn tokenizer_for(train: &[(Example, String)]) -> Tokenizer {
     )
 }
 
-/// Pre-trains a task's teacher on its train split.
+/// A task's teacher's answers: the built-in answers for GQA, `false` and
+/// `true` for NLVR2.
+pub fn teacher_answers(task: Task) -> Answers {
+    match task {
+        Task::Gqa => answers(),
+        Task::Nlvr2 => Answers {
+            list: vec!["false".into(), "true".into()],
+        },
+    }
+}
+
+/// Pre-trains a task's teacher on the train split of synthetic data made
+/// for `cfg` (under the store when missing).
 pub fn pretrain_teacher(
     store: &Store,
     task: Task,
@@ -179,38 +191,46 @@ pub fn pretrain_teacher(
     progress: &dyn Fn(usize, f64, f64),
 ) -> Result<PretrainReport, ModelError> {
     let (dir, key) = data_for(store, task.into(), cfg)?;
-    let (module, [tr, dv, te], answers, pair) = match task {
-        Task::Gqa => {
-            let ans = answers();
-            (
-                "gqa-teacher",
-                three(|s| gqa_examples(&dir, s, &ans, INPUT))?,
-                ans,
-                false,
-            )
-        }
-        Task::Nlvr2 => {
-            let ans = Answers {
-                list: vec!["false".into(), "true".into()],
-            };
-            (
-                "nlvr2-teacher",
-                three(|s| nlvr2_examples(&dir, s, INPUT))?,
-                ans,
-                true,
-            )
-        }
+    let ans = teacher_answers(task);
+    let [tr, dv, te] = match task {
+        Task::Gqa => three(|s| gqa_examples(&dir, s, &ans, INPUT))?,
+        Task::Nlvr2 => three(|s| nlvr2_examples(&dir, s, INPUT))?,
     };
+    fit_teacher(store, task, [tr, dv, te], cfg, key, progress)
+}
+
+/// Fits a task's teacher on these train, dev and test examples (labels
+/// among [`teacher_answers`]) and saves it as `{task}-teacher@teacher`,
+/// its data recorded as `key`.
+pub fn fit_teacher(
+    store: &Store,
+    task: Task,
+    [tr, dv, te]: [Vec<(Example, String)>; 3],
+    cfg: &PretrainConfig,
+    key: String,
+    progress: &dyn Fn(usize, f64, f64),
+) -> Result<PretrainReport, ModelError> {
+    if tr.is_empty() {
+        return Err(ModelError::Data(DataError::Missing(format!(
+            "no {task} training examples in {key}"
+        ))));
+    }
+    let answers = teacher_answers(task);
     let tokenizer = tokenizer_for(&tr);
     let meta = ModelMeta {
         kind: ModelKind::teacher_of(task),
-        film: film(tokenizer.words.len(), answers.list.len(), pair),
+        film: film(
+            tokenizer.words.len(),
+            answers.list.len(),
+            task == Task::Nlvr2,
+        ),
         tokenizer,
         answers,
         script: false,
     };
+    let module = task.teacher_module();
     fit_and_save(
-        store, module, "teacher", meta, &tr, &dv, &te, cfg, key, progress,
+        store, &module, "teacher", meta, &tr, &dv, &te, cfg, key, progress,
     )
 }
 

@@ -44,6 +44,10 @@ pub struct LlmConfig {
     /// (`--force`); cached valid programs are reused either way.
     #[serde(skip)]
     pub retry_invalid: bool,
+    /// A few-shot prompt replacing the built-in one of the task (its hash
+    /// is part of the cache key).
+    #[serde(skip)]
+    pub prompt: Option<String>,
 }
 
 impl LlmConfig {
@@ -74,6 +78,7 @@ impl LlmConfig {
             backoff: Duration::from_millis(500),
             max_tokens: 512,
             retry_invalid: false,
+            prompt: None,
         })
     }
 }
@@ -96,10 +101,7 @@ impl LlmConfig {
     /// The key under which generated programs are cached: model, endpoint
     /// and the prompt's hash.
     pub fn cache_key(&self, task: Task) -> String {
-        let prompt = match task {
-            Task::Gqa => GQA_PROMPT,
-            Task::Nlvr2 => NLVR2_PROMPT,
-        };
+        let prompt = self.prompt_of(task);
         let h = crate::store::sha256_hex(format!("{INSTRUCTIONS}\n{prompt}").as_bytes());
         // Everything that decides the answer: endpoint, model, prompt and
         // sampling (temperature 0, the token limit).
@@ -110,6 +112,18 @@ impl LlmConfig {
             &h[..12],
             self.max_tokens
         )
+    }
+}
+
+impl LlmConfig {
+    /// The few-shot prompt for `task`: the replacement when one is set, else
+    /// the built-in one.
+    pub fn prompt_of(&self, task: Task) -> &str {
+        match (&self.prompt, task) {
+            (Some(p), _) => p,
+            (None, Task::Gqa) => GQA_PROMPT,
+            (None, Task::Nlvr2) => NLVR2_PROMPT,
+        }
     }
 }
 
@@ -188,10 +202,10 @@ pub struct Generated {
 }
 
 /// The chat messages for one question or statement.
-pub fn messages(task: Task, text: &str) -> serde_json::Value {
-    let (examples, label) = match task {
-        Task::Gqa => (GQA_PROMPT, "Question"),
-        Task::Nlvr2 => (NLVR2_PROMPT, "Statement"),
+pub fn messages(task: Task, examples: &str, text: &str) -> serde_json::Value {
+    let label = match task {
+        Task::Gqa => "Question",
+        Task::Nlvr2 => "Statement",
     };
     serde_json::json!([
         {"role": "system", "content": INSTRUCTIONS},
@@ -226,7 +240,7 @@ pub fn generate(cfg: &LlmConfig, task: Task, text: &str) -> Result<Generated, Ll
     let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
     let body = serde_json::json!({
         "model": cfg.model,
-        "messages": messages(task, text),
+        "messages": messages(task, cfg.prompt_of(task), text),
         "temperature": 0,
         "max_tokens": cfg.max_tokens,
     })

@@ -69,8 +69,18 @@ pub enum EvalError {
         /// Programs run.
         of: usize,
     },
+    /// A dataset file with malformed records.
+    #[error("{file}: {count} malformed record(s), the split is not evaluated: {first} (`vpd data check` lists them all; fix or remove them)")]
+    BadRecords {
+        /// The file.
+        file: String,
+        /// How many.
+        count: usize,
+        /// The first few, with where.
+        first: String,
+    },
     /// The annotated generator on lines that carry no programs.
-    #[error("the lines of {split} carry no `program` (real NLVR2 lines have none), so the annotated generator has nothing to run: use --generator llm (VPD_LLM_BASE_URL, VPD_LLM_MODEL)")]
+    #[error("the lines of {split} carry no `program` (real NLVR2 lines have none), so the annotated generator has nothing to run: use the llm generator (`vpd eval --generator llm`, or `data.nlvr2.generator = \"llm\"` in an experiment; VPD_LLM_BASE_URL, VPD_LLM_MODEL)")]
     NoPrograms {
         /// The split.
         split: String,
@@ -124,7 +134,9 @@ pub fn jobs_in(
             let files = real_gqa_files(dir, split)?;
             let mut qs = Vec::new();
             for f in &files {
-                qs.extend(gqa::load_questions(f)?.0);
+                let (got, issues) = gqa::load_questions(f)?;
+                refuse_issues(&issues)?;
+                qs.extend(got);
             }
             let graphs = match real_scene_graphs(dir, split) {
                 Some(p) if truth => gqa::load_scene_graphs(&p)?.0,
@@ -135,7 +147,8 @@ pub fn jobs_in(
         }
         (Layout::Real { images }, Task::Nlvr2) => {
             let file = real_nlvr2_file(dir, split)?;
-            let (ex, _) = nlvr2::load(&file)?;
+            let (ex, issues) = nlvr2::load(&file)?;
+            refuse_issues(&issues)?;
             let root = images.clone().unwrap_or_else(|| dir.join("images"));
             // The real images sit in numbered folders, found by name.
             let index = nlvr2::index_images(&root);
@@ -149,6 +162,25 @@ pub fn jobs_in(
                 .collect())
         }
     }
+}
+
+/// A dataset file with malformed records is refused, naming the first
+/// ones, rather than scored on the part that reads (which would change
+/// what the split is without saying so).
+fn refuse_issues(issues: &[crate::data::Issue]) -> Result<(), EvalError> {
+    let Some(first) = issues.first() else {
+        return Ok(());
+    };
+    Err(EvalError::BadRecords {
+        file: first.file.clone(),
+        count: issues.len(),
+        first: issues
+            .iter()
+            .take(3)
+            .map(|i| format!("{}: {}", i.at, i.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
 }
 
 /// A real NLVR2 split's lines file, `{split}.json` (JSON lines).
@@ -279,7 +311,6 @@ fn real_dataset_key(
     root: &Path,
     images: Option<&Path>,
     split: &str,
-    limit: Option<usize>,
 ) -> Result<String, EvalError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -308,11 +339,7 @@ fn real_dataset_key(
         h.update(format!("\n{name} {len}").as_bytes());
     }
     let hash = hex::encode(h.finalize());
-    let name = format!("{task}-real-{}", &hash[..16]);
-    Ok(match limit {
-        Some(n) => format!("{name}/{split}[:{n}]"),
-        None => format!("{name}/{split}"),
-    })
+    Ok(format!("{task}-real-{}", &hash[..16]))
 }
 
 /// The jobs of a split without anything a run may not learn from: no
@@ -409,25 +436,116 @@ pub enum Layout {
     },
 }
 
+/// A slice of one split of a dataset: what an evaluation, a distillation
+/// phase or a pre-training reads. Two roles may read one split (the real
+/// method distils on a part of GQA train) through slices that do not
+/// overlap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    /// The dataset's root.
+    pub data: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
+    /// The split (a synthetic split's name, or a real file's stem).
+    pub split: String,
+    /// The first example read.
+    pub offset: usize,
+    /// At most this many examples (none: to the end).
+    pub limit: Option<usize>,
+}
+
+impl Slice {
+    /// A whole split of a synthetic folder.
+    pub fn synthetic(data: &Path, split: &str) -> Slice {
+        Slice {
+            data: data.to_path_buf(),
+            layout: Layout::Synthetic,
+            split: split.to_string(),
+            offset: 0,
+            limit: None,
+        }
+    }
+
+    /// At most `n` examples (0: all).
+    pub fn first(mut self, n: usize) -> Slice {
+        self.limit = (n > 0).then_some(n);
+        self
+    }
+
+    /// The slice's jobs (`truth`: with answers and the scene graphs there
+    /// are).
+    pub fn jobs(&self, task: Task, truth: bool) -> Result<Vec<Job>, EvalError> {
+        let all = jobs_in(task, &self.data, &self.layout, &self.split, truth)?;
+        Ok(all
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .collect())
+    }
+
+    /// The part after the split's name in a dataset key: `[:n]`, `[a:b]`,
+    /// `[a:]` or nothing for a whole split.
+    fn range(&self) -> String {
+        match (self.offset, self.limit) {
+            (0, None) => String::new(),
+            (0, Some(n)) => format!("[:{n}]"),
+            (a, Some(n)) => format!("[{a}:{}]", a + n),
+            (a, None) => format!("[{a}:]"),
+        }
+    }
+
+    /// The slice's identity: a synthetic folder by its name (its generator
+    /// config), a real one by a fingerprint of its content.
+    pub fn key(&self, task: Task) -> Result<String, EvalError> {
+        let folder = match &self.layout {
+            Layout::Synthetic => self
+                .data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Layout::Real { images } => {
+                real_dataset_key(task, &self.data, images.as_deref(), &self.split)?
+            }
+        };
+        Ok(format!("{folder}/{}{}", self.split, self.range()))
+    }
+
+    /// Whether the split has scene graphs (a synthetic one always has).
+    pub fn has_scene_graphs(&self, task: Task) -> bool {
+        match (&self.layout, task) {
+            (Layout::Synthetic, _) => true,
+            (Layout::Real { .. }, Task::Gqa) => {
+                real_scene_graphs(&self.data, &self.split).is_some()
+            }
+            (Layout::Real { .. }, Task::Nlvr2) => false,
+        }
+    }
+
+    /// Checks that the split exists, naming those there are when not.
+    pub fn check(&self, task: Task) -> Result<(), EvalError> {
+        match (&self.layout, task) {
+            (Layout::Synthetic, _) => Ok(()),
+            (Layout::Real { .. }, Task::Gqa) => real_gqa_files(&self.data, &self.split).map(|_| ()),
+            (Layout::Real { .. }, Task::Nlvr2) => {
+                real_nlvr2_file(&self.data, &self.split).map(|_| ())
+            }
+        }
+    }
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalSpec {
     /// gqa or nlvr2.
     pub task: Task,
-    /// Split.
-    pub split: String,
+    /// What is evaluated.
+    pub slice: Slice,
     /// The VQA slot.
     pub vqa: ModuleChoice,
     /// The LOC slot.
     pub loc: ModuleChoice,
     /// `None`: the annotated generator.
     pub llm: Option<LlmConfig>,
-    /// The dataset's root.
-    pub data: PathBuf,
-    /// Its layout.
-    pub layout: Layout,
-    /// Only the first N examples.
-    pub limit: Option<usize>,
     /// Evaluate again even when the store has this pipeline's result.
     pub force: bool,
 }
@@ -511,6 +629,13 @@ pub struct Details {
     /// counted them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outside_answers: Option<u64>,
+    /// A real dataset's folder and images' folder when not under it, as
+    /// evaluated (absolute), so that a trace can find its images again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// See `root`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
     /// Every example's outcome (with its trace).
     pub examples: Vec<serde_json::Value>,
 }
@@ -520,17 +645,6 @@ fn slot_id(store: &Store, m: &ModuleChoice) -> Result<String, EvalError> {
         ModuleChoice::Oracle => "oracle".into(),
         ModuleChoice::Version(r) => store.resolve(r)?.id.to_string(),
     })
-}
-
-fn dataset_key(data: &Path, split: &str, limit: Option<usize>) -> String {
-    let name = data
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match limit {
-        Some(n) => format!("{name}/{split}[:{n}]"),
-        None => format!("{name}/{split}"),
-    }
 }
 
 fn tallies(outcomes: &[exec::ExampleOutcome]) -> (Tally, BTreeMap<String, Tally>) {
@@ -579,14 +693,22 @@ fn stored(store: &Store, key: &Pipeline, force: bool) -> Result<Option<EvalRepor
 fn record(
     store: &Store,
     key: Pipeline,
+    slice: &Slice,
     outcomes: &[exec::ExampleOutcome],
     errors: (Option<(u64, u64)>, u64),
     outside_answers: Option<u64>,
     stats: ExecStats,
 ) -> Result<EvalReport, EvalError> {
     let (t, by) = tallies(outcomes);
+    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (root, images) = match &slice.layout {
+        Layout::Synthetic => (None, None),
+        Layout::Real { images } => (Some(absolute(&slice.data)), images.as_deref().map(absolute)),
+    };
     let d = Details {
         outside_answers,
+        root,
+        images,
         program_errors: errors.0.map(|e| e.0),
         module_errors: errors.0.map(|e| e.1),
         failed_steps: errors.1,
@@ -616,26 +738,36 @@ pub fn details(store: &Store, e: &Evaluation) -> Result<Option<Details>, EvalErr
 pub fn pipeline(store: &Store, spec: &EvalSpec) -> Result<Pipeline, EvalError> {
     Ok(Pipeline {
         task: spec.task.to_string(),
-        split: spec.split.clone(),
+        split: spec.slice.split.clone(),
         generator: match &spec.llm {
             Some(c) => c.cache_key(spec.task),
             None => "annotated".into(),
         },
-        dataset: match &spec.layout {
-            Layout::Synthetic => dataset_key(&spec.data, &spec.split, spec.limit),
-            Layout::Real { images } => real_dataset_key(
-                spec.task,
-                &spec.data,
-                images.as_deref(),
-                &spec.split,
-                spec.limit,
-            )?,
-        },
+        dataset: spec.slice.key(spec.task)?,
         modules: BTreeMap::from([
             (Slot::Loc.to_string(), slot_id(store, &spec.loc)?),
             (Slot::Vqa.to_string(), slot_id(store, &spec.vqa)?),
         ]),
     })
+}
+
+/// A dataset key without its range (`gqa-real-…/val_balanced[:5]` ->
+/// `gqa-real-…/val_balanced`).
+fn name_key(dataset: &str) -> String {
+    dataset.split('[').next().unwrap_or(dataset).to_string()
+}
+
+/// The annotated generator reads the programs the lines carry, and real
+/// NLVR2 lines carry none: one clear error naming the fix, rather than
+/// every example failing.
+pub fn needs_programs(jobs: &[Job], llm: bool, split: &str) -> Result<(), EvalError> {
+    let given_none = |j: &Job| matches!(j.source, GenerateSource::Given(None));
+    if !llm && !jobs.is_empty() && jobs.iter().all(given_none) {
+        return Err(EvalError::NoPrograms {
+            split: split.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Evaluates (or reuses the stored evaluation of) a pipeline.
@@ -649,29 +781,19 @@ pub fn evaluate(
     if let Some(r) = stored(store, &key, spec.force)? {
         return Ok(r);
     }
-    let mut all = jobs_in(spec.task, &spec.data, &spec.layout, &spec.split, true)?;
-    if let Some(n) = spec.limit {
-        all.truncate(n);
-    }
+    let all = spec.slice.jobs(spec.task, true)?;
     // The oracle reads scene graphs: without them for every example, the
     // program/module split of the errors is not measured.
     let graphs = all.iter().all(|j| !j.scenes.is_empty());
     let uses_oracle = spec.vqa == ModuleChoice::Oracle || spec.loc == ModuleChoice::Oracle;
-    // The annotated generator reads programs the lines carry; real NLVR2
-    // lines carry none.
-    let given_none = |j: &Job| matches!(j.source, GenerateSource::Given(None));
-    if spec.llm.is_none() && !all.is_empty() && all.iter().all(given_none) {
-        return Err(EvalError::NoPrograms {
-            split: spec.split.clone(),
-        });
-    }
+    needs_programs(&all, spec.llm.is_some(), &spec.slice.split)?;
     if uses_oracle && !graphs {
         return Err(EvalError::NoSceneGraphs {
-            split: spec.split.clone(),
+            split: spec.slice.split.clone(),
         });
     }
     let task = spec.task;
-    let cache = ImageCache::default();
+    let cache = ImageCache::with_budget(cfg.image_cache_bytes);
     let total = all.len();
     let run = |vqa: &ModuleChoice, loc: &ModuleChoice| -> Result<ExecReport, EvalError> {
         Ok(exec::execute(
@@ -727,6 +849,7 @@ pub fn evaluate(
     record(
         store,
         key,
+        &spec.slice,
         &rep.outcomes,
         (split, failed_steps),
         None,
@@ -745,113 +868,134 @@ pub fn task_data(store: &Store, task: Task, n: usize) -> Result<PathBuf, EvalErr
     Ok(models::data_of_version(store, Some(&r), task.into(), n)?)
 }
 
+/// A job as the input of a network that takes `side`-pixel images: its
+/// images decoded (a missing or broken one is the error), its text, and
+/// the id of its expected answer among `answers` (none: outside them).
+pub fn example_of(
+    job: &Job,
+    answers: &crate::nn::text::Answers,
+    side: u32,
+) -> Result<(crate::nn::model::Example, Option<i64>), DataError> {
+    let images = job
+        .inputs
+        .iter()
+        .map(|(_, p)| {
+            crate::data::images::decode(p)
+                .map(|img| std::sync::Arc::new(crate::data::images::to_model_input(&img, side)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let label = answers.id(&job.expected);
+    Ok((
+        crate::nn::model::Example {
+            images,
+            text: job.text.clone(),
+            label: label.unwrap_or(0),
+        },
+        label,
+    ))
+}
+
+/// Training examples of a slice for a network with these answers and
+/// input size, with each example's family; jobs whose answer is outside
+/// the answers are left out, and an unreadable image is an error naming it.
+pub fn training_examples(
+    task: Task,
+    slice: &Slice,
+    answers: &crate::nn::text::Answers,
+    side: u32,
+) -> Result<Vec<(crate::nn::model::Example, String)>, EvalError> {
+    let mut out = Vec::new();
+    for j in slice.jobs(task, true)? {
+        if let (e, Some(_)) = example_of(&j, answers, side)? {
+            out.push((e, j.kind.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// Evaluates a task's teacher end to end (question and whole image, or
-/// statement and pair, to the answer) on a split, recorded as the pipeline
-/// `{teacher: id}` with generator `end-to-end`.
+/// statement and pair, to the answer) on a slice, recorded as the pipeline
+/// `{teacher: id}` with generator `end-to-end`. Every example counts: one
+/// whose answer is outside the teacher's answers, or whose image cannot be
+/// read, is wrong (and reported as such).
 pub fn evaluate_teacher(
     store: &Store,
     task: Task,
     r: &VersionRef,
-    data: &Path,
-    split: &str,
-    limit: Option<usize>,
+    slice: &Slice,
     force: bool,
 ) -> Result<EvalReport, EvalError> {
     let v = store.resolve(r)?;
     let key = Pipeline {
         task: task.to_string(),
-        split: split.into(),
+        split: slice.split.clone(),
         generator: "end-to-end".into(),
-        dataset: dataset_key(data, split, limit),
+        dataset: slice.key(task)?,
         modules: BTreeMap::from([("teacher".to_string(), v.id.to_string())]),
     };
     if let Some(r) = stored(store, &key, force)? {
         return Ok(r);
     }
     let (_, model) = models::load_model(store, r, crate::nn::DeviceChoice::Cpu)?;
-    // A GQA question whose answer is outside the teacher's answers cannot be
-    // answered right: it is counted wrong (it used to be left out, which
-    // made the teacher look better), and reported.
-    let mut outside: Vec<gqa::Question> = Vec::new();
+    // Every input at the teacher's own size (a user's teacher need not
+    // take 64 px).
     let side = u32::try_from(model.meta.film.image_size).unwrap_or(crate::models::INPUT);
-    let ex = match task {
-        Task::Gqa => {
-            let (mut qs, _) = gqa::load_questions(
-                &data.join(format!("questions/{split}_balanced_questions.json")),
-            )?;
-            if let Some(n) = limit {
-                qs.truncate(n);
-            }
-            let known = |q: &gqa::Question| {
-                q.answer
-                    .as_deref()
-                    .and_then(|a| model.meta.answers.id(a))
-                    .is_some()
-            };
-            let kept = qs.iter().filter(|q| known(q)).count();
-            outside = qs.into_iter().filter(|q| !known(q)).collect();
-            // Every input at the teacher's own size (a user's teacher need not
-            // take 64 px).
-            let mut ex = models::gqa_examples(data, split, &model.meta.answers, side)?;
-            ex.truncate(kept);
-            ex
-        }
-        Task::Nlvr2 => {
-            let mut ex = models::nlvr2_examples(data, split, side)?;
-            if let Some(n) = limit {
-                ex.truncate(n);
-            }
-            ex
-        }
-    };
+    let answers = &model.meta.answers;
+    let jobs = slice.jobs(task, true)?;
     let t0 = std::time::Instant::now();
-    let plain: Vec<_> = ex.iter().map(|(e, _)| e.clone()).collect();
-    let (_, preds) = model.evaluate(&plain);
-    let outcomes: Vec<exec::ExampleOutcome> = preds
-        .iter()
-        .zip(&ex)
-        .enumerate()
-        .map(|(i, (p, (e, kind)))| {
-            let said = model.meta.answers.list.get(*p as usize).cloned();
-            let want = model
-                .meta
-                .answers
-                .list
-                .get(e.label as usize)
-                .cloned()
-                .unwrap_or_default();
-            exec::ExampleOutcome {
-                id: format!("{i}"),
-                kind: kind.clone(),
-                text: e.text.clone(),
-                program: None,
-                correct: *p == e.label,
-                predicted: said,
-                expected: want,
-                error: None,
-                failed_at: None,
-                trace: None,
+    let (mut outside, mut failed) = (0u64, 0u64);
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    // In chunks, so that a large split is never decoded at once.
+    for chunk in jobs.chunks(256) {
+        let mut inputs = Vec::new();
+        let mut at = Vec::new();
+        for j in chunk {
+            let outcome = |predicted: Option<String>, correct: bool, error: Option<String>| {
+                exec::ExampleOutcome {
+                    id: j.id.clone(),
+                    kind: j.kind.clone(),
+                    text: j.text.clone(),
+                    program: None,
+                    correct,
+                    predicted,
+                    expected: j.expected.clone(),
+                    error,
+                    failed_at: None,
+                    trace: None,
+                }
+            };
+            match example_of(j, answers, side) {
+                Ok((e, Some(_))) => {
+                    at.push(outcomes.len());
+                    inputs.push(e);
+                    outcomes.push(outcome(None, false, None));
+                }
+                // A GQA question whose answer is outside the teacher's
+                // answers cannot be answered right: counted wrong (leaving
+                // it out made the teacher look better), and reported.
+                Ok((_, None)) => {
+                    outside += 1;
+                    outcomes.push(outcome(
+                        None,
+                        false,
+                        Some(format!(
+                            "the answer `{}` is outside the teacher's answers",
+                            j.expected
+                        )),
+                    ));
+                }
+                Err(e) => {
+                    failed += 1;
+                    outcomes.push(outcome(None, false, Some(e.to_string())));
+                }
             }
-        })
-        .collect();
-    let mut outcomes = outcomes;
-    outcomes.extend(outside.iter().map(|q| {
-        let answer = q.answer.clone().unwrap_or_default();
-        exec::ExampleOutcome {
-            id: q.id.clone(),
-            kind: q.family(),
-            text: q.question.clone(),
-            program: None,
-            predicted: None,
-            error: Some(format!(
-                "the answer `{answer}` is outside the teacher's answers"
-            )),
-            expected: answer,
-            correct: false,
-            failed_at: None,
-            trace: None,
         }
-    }));
+        let (_, preds) = model.evaluate(&inputs);
+        for ((k, p), e) in at.into_iter().zip(preds).zip(&inputs) {
+            outcomes[k].predicted = answers.list.get(p as usize).cloned();
+            outcomes[k].correct = p == e.label;
+        }
+    }
     let wrong = outcomes.iter().filter(|o| !o.correct).count() as u64;
     let stats = ExecStats {
         seconds: t0.elapsed().as_secs_f64(),
@@ -863,9 +1007,10 @@ pub fn evaluate_teacher(
     record(
         store,
         key,
+        slice,
         &outcomes,
-        (Some((0, wrong)), 0),
-        Some(outside.len() as u64),
+        (Some((0, wrong)), failed),
+        Some(outside),
         stats,
     )
 }
@@ -906,21 +1051,44 @@ pub fn trace_html(store: &Store, e: &Evaluation, example: &str) -> Result<String
         .split_once('/')
         .ok_or_else(|| EvalError::NotReplayable(format!("dataset key `{}`", p.dataset)))?;
     let split = split.split('[').next().unwrap_or(split);
-    if name.contains("-real-") {
-        return Err(EvalError::NotReplayable(format!(
-            "evaluation {} was of a real dataset folder, which the store does not hold: its examples' outcomes and traces are in `vpd show {} --json`",
-            e.id, e.id
-        )));
-    }
-    let dir = store.root().join("data").join(name);
-    let job = jobs(task, &dir, split)?
+    let d = details(store, e)?
+        .ok_or_else(|| EvalError::NotReplayable("this evaluation kept no details".into()))?;
+    // A real folder is found again where it was evaluated.
+    let slice = if name.contains("-real-") {
+        let root = d.root.clone().ok_or_else(|| {
+            EvalError::NotReplayable(format!(
+                "evaluation {} was of a real dataset folder and recorded no path to it: its examples' outcomes are in `vpd show {} --json`",
+                e.id, e.id
+            ))
+        })?;
+        let s = Slice {
+            data: root,
+            layout: Layout::Real {
+                images: d.images.clone(),
+            },
+            split: split.to_string(),
+            offset: 0,
+            limit: None,
+        };
+        if s.key(task)? != name_key(&p.dataset) {
+            return Err(EvalError::NotReplayable(format!(
+                "the folder {} has changed since evaluation {} (its content no longer matches {})",
+                s.data.display(),
+                e.id,
+                p.dataset
+            )));
+        }
+        s
+    } else {
+        Slice::synthetic(&store.root().join("data").join(name), split)
+    };
+    let job = slice
+        .jobs(task, true)?
         .into_iter()
         .find(|j| j.id == example)
         .ok_or_else(|| {
             EvalError::NotReplayable(format!("no example `{example}` in {}", p.dataset))
         })?;
-    let d = details(store, e)?
-        .ok_or_else(|| EvalError::NotReplayable("this evaluation kept no details".into()))?;
     let program = d
         .examples
         .iter()

@@ -114,6 +114,9 @@ pub struct ExecConfig {
     /// Workers per neural module, each with its own copy of the network
     /// (one libtorch thread each on a small machine).
     pub workers: usize,
+    /// Bytes of decoded images an evaluation keeps (least recently used
+    /// dropped first).
+    pub image_cache_bytes: usize,
 }
 
 impl ExecConfig {
@@ -133,6 +136,7 @@ impl ExecConfig {
             max_batch: 32,
             max_wait_ms: 2,
             workers: (cores / threads.max(1)).max(1),
+            image_cache_bytes: DEFAULT_IMAGE_CACHE,
         }
     }
     /// Sequential: one program at a time, batches of one.
@@ -143,6 +147,7 @@ impl ExecConfig {
             max_wait_ms: 0,
             // One call at a time: a second worker would never get one.
             workers: 1,
+            image_cache_bytes: DEFAULT_IMAGE_CACHE,
         }
     }
 }
@@ -366,22 +371,108 @@ impl Perception for ActorLoc {
     }
 }
 
-/// Decoded input images, shared by every program (and both modes).
-#[derive(Default, Clone)]
-pub struct ImageCache(Arc<Mutex<HashMap<PathBuf, Arc<RgbImage>>>>);
+/// The default bound of the decoded-image cache: 2 GiB.
+pub const DEFAULT_IMAGE_CACHE: usize = 2 << 30;
+
+/// Decoded input images, shared by every program (and both modes), kept
+/// within a budget in bytes: when a new image would pass it, the least
+/// recently used ones are dropped (and decoded again if asked for). A
+/// budget of 0 keeps nothing.
+#[derive(Clone)]
+pub struct ImageCache(Arc<Mutex<CacheState>>);
+
+#[derive(Default)]
+struct CacheState {
+    budget: usize,
+    bytes: usize,
+    peak: usize,
+    clock: u64,
+    images: HashMap<PathBuf, (Arc<RgbImage>, u64)>,
+    /// Last use -> path, oldest first.
+    order: std::collections::BTreeMap<u64, PathBuf>,
+    hits: u64,
+    decodes: u64,
+}
+
+/// What a cache did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CacheStats {
+    /// Reads answered from memory.
+    pub hits: u64,
+    /// Images decoded.
+    pub decodes: u64,
+    /// Most bytes held at once.
+    pub peak_bytes: usize,
+}
+
+impl Default for ImageCache {
+    fn default() -> Self {
+        ImageCache::with_budget(DEFAULT_IMAGE_CACHE)
+    }
+}
 
 impl ImageCache {
-    /// The decoded image at `path`, decoded once.
+    /// A cache that holds at most `budget` bytes of decoded pixels.
+    pub fn with_budget(budget: usize) -> ImageCache {
+        ImageCache(Arc::new(Mutex::new(CacheState {
+            budget,
+            ..Default::default()
+        })))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // A worker that panicked while holding the lock left a consistent
+        // map (every update is a single insert or remove).
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The decoded image at `path`.
     pub fn get(&self, path: &PathBuf) -> Result<Arc<RgbImage>, String> {
-        if let Some(i) = self.0.lock().expect("cache lock").get(path) {
-            return Ok(i.clone());
+        {
+            let mut st = self.state();
+            st.clock += 1;
+            let now = st.clock;
+            if let Some((img, used)) = st.images.get_mut(path) {
+                let (img, before) = (img.clone(), *used);
+                *used = now;
+                st.order.remove(&before);
+                st.order.insert(now, path.clone());
+                st.hits += 1;
+                return Ok(img);
+            }
         }
         let img = Arc::new(images::decode(path).map_err(|e| e.to_string())?);
-        self.0
-            .lock()
-            .expect("cache lock")
-            .insert(path.clone(), img.clone());
+        let size = img.as_raw().len();
+        let mut st = self.state();
+        st.decodes += 1;
+        if size > st.budget || st.images.contains_key(path) {
+            return Ok(img);
+        }
+        while st.bytes + size > st.budget {
+            let Some((_, old)) = st.order.pop_first() else {
+                break;
+            };
+            if let Some((gone, _)) = st.images.remove(&old) {
+                st.bytes -= gone.as_raw().len();
+            }
+        }
+        st.clock += 1;
+        let now = st.clock;
+        st.images.insert(path.clone(), (img.clone(), now));
+        st.order.insert(now, path.clone());
+        st.bytes += size;
+        st.peak = st.peak.max(st.bytes);
         Ok(img)
+    }
+
+    /// Hits, decodes and the most bytes held.
+    pub fn stats(&self) -> CacheStats {
+        let st = self.state();
+        CacheStats {
+            hits: st.hits,
+            decodes: st.decodes,
+            peak_bytes: st.peak,
+        }
     }
 }
 

@@ -354,14 +354,45 @@ fn tiny_run_makes_a_version_with_lineage_and_the_gate_guards_the_alias() {
         text.contains("difference [95% CI]") && text.contains("vqa@2"),
         "{text}"
     );
+    // And how every version it used was made (issue 24).
+    for needle in [
+        "how every version the run used was made",
+        "gqa-teacher@1: pre-trained on gqa-n60",
+        "vqa@2: distilled from vqa@1 with teacher gqa-teacher@1",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(
+        r["recipe_differences"].as_object().unwrap().is_empty(),
+        "{r}"
+    );
     let shown = json(d.path(), &["--store", "st", "show", &run_id, "--json"]);
     assert_eq!(shown["report"]["tasks"], r["tasks"]);
+    assert!(shown["recipes"].as_array().unwrap().len() >= 4, "{shown}");
     // A second run whose candidate does not clear the gate (it would have
     // to gain 100 points on every task): refused, the alias stays on vqa@2.
+    // It also asks for a teacher made with another recipe than the one in
+    // the store: the stored one is reused, with a warning naming how.
     let r2 = run_json(
         d.path(),
-        &["--set", "seed=1", "--set", "gate.max_drop=-100"],
+        &[
+            "--set",
+            "seed=1",
+            "--set",
+            "gate.max_drop=-100",
+            "--set",
+            "pretrain.gqa_teacher_n=80",
+            "--set",
+            "pretrain.gqa_teacher_epochs=3",
+        ],
     );
+    let diff = r2["recipe_differences"]["gqa-teacher@1"].to_string();
+    assert!(
+        diff.contains("n 60 (this experiment: 80)")
+            && diff.contains("epochs 2 (this experiment: 3)"),
+        "{r2}"
+    );
+    assert_eq!(r2["recipe_differences"].as_object().unwrap().len(), 1);
     assert_eq!(r2["versions"]["vqa"], "vqa@3");
     assert_eq!(r2["gate_passed"], false);
     assert_eq!(r2["alias_moved"], false);

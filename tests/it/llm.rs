@@ -79,6 +79,7 @@ fn cfg(url: &str, retries: u32) -> LlmConfig {
         backoff: Duration::from_millis(10),
         max_tokens: 256,
         retry_invalid: false,
+        prompt: None,
     }
 }
 

@@ -130,6 +130,7 @@ fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
         max_batch: 16,
         max_wait_ms: 20,
         workers: 2,
+        ..ExecConfig::batched(1)
     });
     eprintln!(
         "observed at most {} programs in flight (bound 5), mean VQA batch {:.1}",
@@ -360,4 +361,42 @@ fn the_batcher_gathers_calls_while_its_workers_are_busy() {
         assert!(sizes.len() <= 4 + 4 * workers, "few batches: {sizes:?}");
         assert_eq!(seen.most_inside.load(SeqCst), workers, "{workers} workers");
     }
+}
+
+/// The decoded-image cache stays within its budget in bytes, dropping the
+/// least recently used image first; a budget of 0 keeps nothing.
+#[test]
+fn the_image_cache_is_bounded_in_bytes_least_recently_used_first() {
+    use visprog_distiller::runtime::exec::ImageCache;
+    let d = tempfile::tempdir().unwrap();
+    let paths: Vec<std::path::PathBuf> = (0..3)
+        .map(|k| {
+            let p = d.path().join(format!("{k}.png"));
+            image::RgbImage::from_pixel(20, 10, image::Rgb([k as u8 * 80, 0, 0]))
+                .save(&p)
+                .unwrap();
+            p
+        })
+        .collect();
+    let one = 20 * 10 * 3;
+    let cache = ImageCache::with_budget(2 * one);
+    for p in &paths[..2] {
+        cache.get(p).unwrap();
+    }
+    cache.get(&paths[0]).unwrap(); // 0 is now the most recently used
+    cache.get(&paths[2]).unwrap(); // evicts 1
+    let s = cache.stats();
+    assert_eq!((s.decodes, s.hits), (3, 1));
+    assert!(s.peak_bytes <= 2 * one, "{s:?}");
+    cache.get(&paths[0]).unwrap();
+    assert_eq!(cache.stats().hits, 2, "0 was kept");
+    cache.get(&paths[1]).unwrap();
+    assert_eq!(cache.stats().decodes, 4, "1 was dropped and decoded again");
+    let none = ImageCache::with_budget(0);
+    none.get(&paths[0]).unwrap();
+    none.get(&paths[0]).unwrap();
+    assert_eq!((none.stats().decodes, none.stats().peak_bytes), (2, 0));
+    // A missing image is an error naming it, not a panic.
+    let err = cache.get(&d.path().join("gone.png")).unwrap_err();
+    assert!(err.contains("gone.png"), "{err}");
 }
