@@ -12,6 +12,8 @@ use crate::store::Store;
 pub struct DoctorReport {
     /// This vpd's version.
     pub vpd_version: String,
+    /// The machine (cores, CPU model, AVX2/AVX-512).
+    pub machine: String,
     /// The libtorch this process loaded.
     pub libtorch: LibtorchInfo,
     /// The store and whether it opens.
@@ -80,6 +82,7 @@ pub fn run(store_path: &Path) -> DoctorReport {
     let ok = problems.is_empty();
     DoctorReport {
         vpd_version: env!("CARGO_PKG_VERSION").to_string(),
+        machine: crate::machine::Machine::this().to_string(),
         libtorch,
         store,
         live_checks,

@@ -24,6 +24,7 @@ pub fn run(cli: &Cli, a: &DoctorArgs) -> Result<ExitCode> {
         let t = &report.libtorch;
         let yes = |b: bool| if b { "yes" } else { "no" };
         println!("vpd        {}", report.vpd_version);
+        println!("machine    {}", report.machine);
         println!(
             "libtorch   {} at {}",
             t.version.as_deref().unwrap_or("(version unknown)"),

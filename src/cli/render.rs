@@ -178,6 +178,12 @@ pub fn print_run(r: &RunReport) {
             diff.join(", ")
         );
     }
+    if !r.shipped.is_empty() {
+        println!(
+            "shipped checkpoints used (the store lacked them; made by this experiment's recipe, checkpoints/quickstart/): {}",
+            r.shipped.join(", ")
+        );
+    }
     if !r.pretrained.is_empty() {
         println!(
             "pre-trained (the store lacked them): {}",

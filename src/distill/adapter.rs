@@ -129,12 +129,11 @@ struct Traced<'a> {
 /// The steps of `module` in an outcome's trace, and every step by output
 /// variable.
 fn traced<'a>(
-    outcome: &'a ExampleOutcome,
+    trace: &'a Option<serde_json::Value>,
     module: &str,
     text_arg: &str,
 ) -> (Vec<Traced<'a>>, HashMap<&'a str, &'a serde_json::Value>) {
-    let Some(steps) = outcome
-        .trace
+    let Some(steps) = trace
         .as_ref()
         .and_then(|t| t.get("steps"))
         .and_then(|s| s.as_array())
@@ -175,7 +174,8 @@ fn traced<'a>(
 /// The VQA steps of an executed example, read from its trace (steps that
 /// failed or whose image is not traced are left out).
 pub fn steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
-    let (steps, by_out) = traced(outcome, "VQA", "question");
+    let trace = outcome.trace_value();
+    let (steps, by_out) = traced(&trace, "VQA", "question");
     steps
         .into_iter()
         .map(|t| {
@@ -245,7 +245,8 @@ pub fn steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
 /// (not a region such as LEFT), read from its trace: for these,
 /// `question` is the object LOC was asked for and `object` names it too.
 pub fn loc_steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
-    traced(outcome, "LOC", "object")
+    let trace = outcome.trace_value();
+    traced(&trace, "LOC", "object")
         .0
         .into_iter()
         .filter(|t| !REGIONS.contains(&t.text.as_str()))

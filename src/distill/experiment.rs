@@ -257,6 +257,10 @@ pub struct PretrainCfg {
     pub gqa_teacher_epochs: usize,
     /// Most epochs of the NLVR2 teacher (0: `teacher_epochs`).
     pub nlvr2_teacher_epochs: usize,
+    /// Take a missing student or GQA teacher from the checkpoints shipped
+    /// with vpd (`checkpoints/quickstart/`) when one was made by exactly
+    /// this recipe, instead of training it.
+    pub shipped: bool,
 }
 
 impl PretrainCfg {
@@ -468,6 +472,7 @@ impl Default for PretrainCfg {
             nlvr2_teacher_n: 0,
             gqa_teacher_epochs: 0,
             nlvr2_teacher_epochs: 0,
+            shipped: false,
         }
     }
 }
@@ -620,7 +625,18 @@ impl Experiment {
             path: path.display().to_string(),
             source,
         })?;
-        Experiment::parse(&text, &path.display().to_string())
+        let mut e = Experiment::parse(&text, &path.display().to_string())?;
+        // Paths in a file are relative to the file (on the command line,
+        // `--set` paths are relative to where vpd runs).
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for real in [&mut e.data.gqa, &mut e.data.nlvr2] {
+            for p in [&mut real.root, &mut real.images, &mut real.prompt] {
+                if !p.is_empty() && Path::new(p.as_str()).is_relative() {
+                    *p = dir.join(p.as_str()).display().to_string();
+                }
+            }
+        }
+        Ok(e)
     }
 
     /// The experiment with `KEY=VALUE` overrides applied (VALUE is a TOML

@@ -391,6 +391,8 @@ pub(super) struct Modules {
     /// Versions reused from the store that were made with another recipe
     /// than the experiment's, with the differences.
     pub(super) recipe_differences: BTreeMap<String, Vec<String>>,
+    /// Imported from the shipped checkpoints because the store lacked them.
+    pub(super) shipped: Vec<String>,
 }
 
 /// Phase 2: Pre-training of what the store lacks.
@@ -409,6 +411,7 @@ fn pretrain(
         synthetic_students: run.generic.is_some(),
         progress,
         differences: Default::default(),
+        shipped: Default::default(),
     };
     let vqa = cx.ensure(&exp.modules.vqa, &mut made, &mut sources)?;
     let loc = cx.ensure(&exp.modules.loc, &mut made, &mut sources)?;
@@ -425,6 +428,7 @@ fn pretrain(
         made,
         sources,
         recipe_differences: cx.differences.into_inner(),
+        shipped: cx.shipped.into_inner(),
     })
 }
 
@@ -774,6 +778,7 @@ fn report(
         pretrained: m.made.clone(),
         data: BTreeMap::new(),
         recipe_differences: m.recipe_differences.clone(),
+        shipped: m.shipped.clone(),
         machine: Some(crate::machine::Machine::this()),
         seconds,
         config: exp.clone(),

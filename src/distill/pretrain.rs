@@ -32,6 +32,8 @@ pub(super) struct Ensure<'a> {
     /// Versions reused from the store whose recorded recipe differs from
     /// the experiment's, with the differences.
     pub(super) differences: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
+    /// Versions imported from the shipped checkpoints.
+    pub(super) shipped: std::cell::RefCell<Vec<String>>,
 }
 
 impl Ensure<'_> {
@@ -81,18 +83,26 @@ impl Ensure<'_> {
             _ => None,
         };
         let v = match task.and_then(|t| real(t).map(|s| (t, s))) {
-            Some((t, s)) if vr.reference == "teacher" => self.teacher_on_real(t, s, vr)?,
+            Some((t, s)) if vr.reference == "teacher" => {
+                let v = self.teacher_on_real(t, s, vr)?;
+                made.push(label(&v));
+                v
+            }
             _ => ensure(self.store, self.exp, vr, made, self.progress)?,
         };
-        from.insert(
-            label(&v),
-            format!(
-                "pre-trained by this run on {}",
-                v.data.as_deref().unwrap_or("data not recorded")
-            ),
-        );
-        if !made.contains(&label(&v)) {
-            made.push(label(&v));
+        let data = v.data.as_deref().unwrap_or("data not recorded");
+        if let Some(s) = v.metrics.get("shipped") {
+            from.insert(
+                label(&v),
+                format!(
+                    "the shipped checkpoint {} (this experiment's recipe, trained on {data} by {})",
+                    s["file"].as_str().unwrap_or("-"),
+                    s["made_by"].as_str().unwrap_or("-")
+                ),
+            );
+            self.shipped.borrow_mut().push(label(&v));
+        } else {
+            from.insert(label(&v), format!("pre-trained by this run on {data}"));
         }
         Ok(v)
     }
@@ -261,7 +271,6 @@ fn ensure(
         init_from,
     };
     let what = format!("pre-training {r}");
-    progress.phase(&what, None);
     let (total, n) = p
         .recipe(&exp.data, &vr.module)
         .ok_or_else(|| RunError::NotInStore {
@@ -278,6 +287,21 @@ fn ensure(
             ),
         );
     };
+    // A shipped checkpoint made by exactly this recipe, when the experiment
+    // asks for one, instead of training it again.
+    if p.shipped && vr.module != "nlvr2-teacher" {
+        if let Some((entry, bytes)) = models::shipped::find(&vr.module, &vr.reference)? {
+            let want = serde_json::to_value(cfg(n, total, None)).unwrap_or_default();
+            if models::shipped::recipe_key(&want) == models::shipped::recipe_key(&entry.config) {
+                progress.phase(&format!("importing the shipped {r}"), None);
+                return Ok(models::shipped::import(store, &entry, bytes)?);
+            }
+            tracing::info!(
+                "the shipped {r} was made with another recipe than this experiment's: training it"
+            );
+        }
+    }
+    progress.phase(&what, None);
     let v = match vr.module.as_str() {
         "vqa" => models::pretrain_student(store, &cfg(n, total, None), &tick)?.version,
         "loc" => models::pretrain_loc(store, &cfg(n, total, None), &tick)?.version,

@@ -127,6 +127,10 @@ pub struct RunReport {
     pub loc_training: Option<DetTrainReport>,
     /// Versions pre-trained because the store lacked them.
     pub pretrained: Vec<String>,
+    /// Versions imported from vpd's shipped checkpoints because the store
+    /// lacked them (`pretrain.shipped`).
+    #[serde(default)]
+    pub shipped: Vec<String>,
     /// The data every phase read (`distill`, `dev`, `test TASK`, `replay`,
     /// `pretrain MODULE@REF`), real or synthetic, in words.
     #[serde(default)]

@@ -13,6 +13,7 @@ use crate::store::StoreError;
 mod examples;
 mod load;
 mod pretrain;
+pub mod shipped;
 
 pub use crate::data::cache::{data_dir, data_of_version, INPUT};
 pub use examples::*;

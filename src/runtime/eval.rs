@@ -637,7 +637,16 @@ pub struct Details {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<PathBuf>,
     /// Every example's outcome (with its trace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<serde_json::Value>,
+}
+
+/// The details blob as written: the summary and the outcomes themselves.
+#[derive(Serialize)]
+struct DetailsOut<'a> {
+    #[serde(flatten)]
+    details: &'a Details,
+    examples: &'a [exec::ExampleOutcome],
 }
 
 fn slot_id(store: &Store, m: &ModuleChoice) -> Result<String, EvalError> {
@@ -712,12 +721,15 @@ fn record(
         program_errors: errors.0.map(|e| e.0),
         module_errors: errors.0.map(|e| e.1),
         failed_steps: errors.1,
-        examples: outcomes
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap_or_default())
-            .collect(),
+        examples: Vec::new(),
     };
-    let bytes = serde_json::to_vec(&d).expect("details serialise");
+    // Written straight from the outcomes, so that the split's examples are
+    // never held twice (as outcomes and as JSON trees).
+    let bytes = serde_json::to_vec(&DetailsOut {
+        details: &d,
+        examples: outcomes,
+    })
+    .expect("details serialise");
     let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
     Ok(report_of(e, &d, false, Some(stats)))
 }

@@ -188,8 +188,19 @@ pub struct ExampleOutcome {
     /// Where it failed (none when it ran to the end).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<FailedAt>,
-    /// The trace (steps with their inputs and outputs).
-    pub trace: Option<serde_json::Value>,
+    /// The trace (steps with their inputs and outputs), kept as its JSON
+    /// text: a parsed tree costs several times as much memory, and a
+    /// split holds one per example until it is recorded.
+    pub trace: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl ExampleOutcome {
+    /// The trace, parsed.
+    pub fn trace_value(&self) -> Option<serde_json::Value> {
+        self.trace
+            .as_ref()
+            .and_then(|t| serde_json::from_str(t.get()).ok())
+    }
 }
 
 /// The executor's report.
@@ -765,12 +776,12 @@ fn run_one(
             });
             out.correct = said.as_deref() == Some(job.expected.as_str());
             out.predicted = said;
-            out.trace = serde_json::to_value(&o.trace).ok();
+            out.trace = serde_json::value::to_raw_value(&o.trace).ok();
         }
         Err(f) => {
             out.error = Some(f.error.to_string());
             out.failed_at = Some(FailedAt::Step);
-            out.trace = serde_json::to_value(&f.trace).ok();
+            out.trace = serde_json::value::to_raw_value(&f.trace).ok();
         }
     }
     out

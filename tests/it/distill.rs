@@ -81,7 +81,7 @@ fn traced(task: Task, program: &str, inputs: Vec<(String, PathBuf)>) -> (Job, Ex
         correct: false,
         error: None,
         failed_at: None,
-        trace: serde_json::to_value(&out.trace).ok(),
+        trace: serde_json::value::to_raw_value(&out.trace).ok(),
     };
     (job, outcome)
 }

@@ -34,7 +34,7 @@ fn serve_on(listener: TcpListener, replies: Vec<Reply>) -> (String, Arc<Mutex<Ve
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
-        for (i, conn) in listener.incoming().enumerate().take(20) {
+        for (i, conn) in listener.incoming().enumerate().take(200) {
             let Ok(mut s) = conn else { return };
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut len = 0;
@@ -498,4 +498,119 @@ fn a_real_layout_nlvr2_folder_is_evaluated_with_programs_the_llm_writes() {
     assert_eq!(j["failed_steps"], 0, "every image found and decoded: {j}");
     assert!(j["program_errors"].is_null(), "{j}");
     assert!(!seen.lock().unwrap().is_empty());
+}
+
+/// `vpd run` distilling on an NLVR2 folder in the real layout
+/// (`vpd data synth --layout real`: lines without programs): the
+/// experiment names the llm generator and a prompt file of its own, the
+/// NLVR2 teacher is pre-trained on the real train role, and the programs
+/// of every role come from the endpoint with that prompt.
+#[test]
+fn a_run_on_real_nlvr2_takes_its_programs_from_the_llm_with_the_experiments_prompt() {
+    let (url, seen) = serve(vec![Reply::Body(completion(GOOD))]);
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let real = p.join("nlvr2");
+    crate::common::vpd_json(
+        p,
+        &[
+            "data",
+            "synth",
+            "--task",
+            "nlvr2",
+            "--layout",
+            "real",
+            "--out",
+            real.to_str().unwrap(),
+            "--n",
+            "4",
+            "--width",
+            "80",
+            "--height",
+            "60",
+            "--json",
+        ],
+    );
+    crate::common::vpd_json(
+        p,
+        &[
+            "--store", "st", "pretrain", "students", "--n", "40", "--epochs", "1", "--json",
+        ],
+    );
+    std::fs::write(
+        p.join("my.prompt"),
+        "Statement: There is a circle in the left image.\nProgram:\nANSWER0=VQA(image=LEFT,question='How many circles are in the image?')\nANSWER1=EVAL(expr='{ANSWER0} > 0')\nFINAL_ANSWER=RESULT(var=ANSWER1)\n# my own prompt\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("real.toml"),
+        format!(
+            r#"name = "real-nlvr2"
+[data.nlvr2]
+root = "{}"
+offsets = {{ distill = 4 }}
+train_limit = 4
+generator = "llm"
+prompt = "my.prompt"
+[pretrain]
+teacher_epochs = 2
+nlvr2_from_gqa = false
+[teachers]
+gqa = ""
+nlvr2 = "nlvr2-teacher@teacher"
+[distill]
+task = "nlvr2"
+samples = 4
+dev_samples = 4
+epochs = 2
+[eval]
+tasks = ["nlvr2"]
+limit = 0
+"#,
+            real.display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut c = crate::common::vpd();
+        c.current_dir(p).env("VPD_LLM_MODEL", "test-model");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.args(["--store", "st", "run", "real.toml", "--json"])
+            .output()
+            .unwrap()
+    };
+    // Without an endpoint: one clear error naming the setting.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("data.nlvr2.generator") && err.contains("VPD_LLM_BASE_URL"),
+        "{err}"
+    );
+    let out = run(&[("VPD_LLM_BASE_URL", &url)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["tasks"]["nlvr2"]["base"]["n"], 4, "{j}");
+    assert!(j["tasks"]["nlvr2"]["oracle"].is_null());
+    assert_eq!(j["pretrained"], serde_json::json!(["nlvr2-teacher@1"]));
+    assert!(j["data"]["distill"]
+        .as_str()
+        .unwrap()
+        .contains("train[4:8] (real"));
+    assert!(
+        j["pseudo_labels"]["by_mode"]["name"]["accuracy"].is_null(),
+        "no scene graphs: {j}"
+    );
+    let asked = seen.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    assert!(
+        asked.iter().all(|b| b.contains("# my own prompt")),
+        "every request carries the experiment's prompt"
+    );
 }

@@ -16,6 +16,7 @@ mod programs;
 mod real_data;
 mod report;
 mod runtime;
+mod shipped;
 mod store_cli;
 mod store_crash;
 mod store_model;
