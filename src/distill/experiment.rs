@@ -632,7 +632,11 @@ impl Experiment {
         for real in [&mut e.data.gqa, &mut e.data.nlvr2] {
             for p in [&mut real.root, &mut real.images, &mut real.prompt] {
                 if !p.is_empty() && Path::new(p.as_str()).is_relative() {
-                    *p = dir.join(p.as_str()).display().to_string();
+                    let joined = dir.join(p.as_str());
+                    *p = std::path::absolute(&joined)
+                        .unwrap_or(joined)
+                        .display()
+                        .to_string();
                 }
             }
         }

@@ -304,7 +304,17 @@ impl RunData {
 pub(super) fn source_of(store: &Store, exp: &Experiment, t: Task) -> Result<Source, RunError> {
     let real = exp.data.real(t);
     if real.is_real() {
-        Source::real(t, real)
+        // The roles the run reads of this task.
+        let mut roles = Vec::new();
+        if exp.eval.tasks.contains(&t) {
+            roles.push(Role::Test);
+        }
+        if exp.distill.task == t {
+            roles.extend([Role::Distill, Role::Dev]);
+        } else if exp.distill.anchor_other > 0 {
+            roles.push(Role::Distill);
+        }
+        Source::real(t, real, &roles)
     } else {
         Ok(Source::synthetic(data(store, exp, t.into())?, exp))
     }

@@ -38,9 +38,11 @@ impl Source {
         }
     }
 
-    /// The task's real folder, checked: it exists and has every role's
-    /// split, and the generator's settings are complete.
-    pub(super) fn real(task: Task, cfg: &RealCfg) -> Result<Source, RunError> {
+    /// The task's real folder, checked: it exists and has the split of
+    /// every role in `roles` (the train role is read, and so checked,
+    /// only when a teacher is pre-trained on it), and the generator's
+    /// settings are complete.
+    pub(super) fn real(task: Task, cfg: &RealCfg, roles: &[Role]) -> Result<Source, RunError> {
         let root = PathBuf::from(&cfg.root);
         if !root.is_dir() {
             return Err(RunError::RealData(format!(
@@ -67,8 +69,8 @@ impl Source {
             cfg: Box::new(cfg.clone()),
             llm,
         };
-        for r in Role::ALL {
-            s.slice(r, 0).check(task)?;
+        for r in roles {
+            s.slice(*r, 0).check(task)?;
         }
         Ok(s)
     }

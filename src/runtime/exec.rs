@@ -388,7 +388,9 @@ pub const DEFAULT_IMAGE_CACHE: usize = 2 << 30;
 /// Decoded input images, shared by every program (and both modes), kept
 /// within a budget in bytes: when a new image would pass it, the least
 /// recently used ones are dropped (and decoded again if asked for). A
-/// budget of 0 keeps nothing.
+/// budget of 0 keeps nothing. Two programs that miss the same image at
+/// once both decode it (the lock is not held while decoding); one copy is
+/// kept.
 #[derive(Clone)]
 pub struct ImageCache(Arc<Mutex<CacheState>>);
 

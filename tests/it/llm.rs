@@ -361,58 +361,32 @@ fn a_deeply_nested_expression_from_the_llm_is_an_invalid_program_not_an_abort() 
     );
 }
 
-/// An NLVR2 folder in the real layout, made from synthetic data: `dev.json`
-/// lines without `program`, the images spread over numbered folders, every
-/// third one JPEG bytes under its `.png` name (as some real ones are).
+/// An NLVR2 folder in the real layout (`vpd data synth --layout real`):
+/// lines without `program`, the train images spread over numbered
+/// folders, every third pair JPEG bytes under its `.png` name (as some
+/// real ones are).
 fn real_nlvr2(dir: &std::path::Path) -> std::path::PathBuf {
-    let synth = dir.join("synth");
-    let out = crate::common::vpd_in(
+    let real = dir.join("nlvr2");
+    crate::common::vpd_json(
         dir,
         &[
             "data",
             "synth",
             "--task",
             "nlvr2",
+            "--layout",
+            "real",
             "--out",
-            synth.to_str().unwrap(),
+            real.to_str().unwrap(),
             "--n",
             "8",
+            "--width",
+            "80",
+            "--height",
+            "60",
+            "--json",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let real = dir.join("nlvr2");
-    std::fs::create_dir_all(&real).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(synth.join("dev.json"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("program");
-            v.to_string()
-        })
-        .collect();
-    std::fs::write(real.join("dev.json"), lines.join("\n") + "\n").unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(synth.join("images/dev"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for (i, p) in files.iter().enumerate() {
-        let sub = real.join(format!("images/{}", i % 3));
-        std::fs::create_dir_all(&sub).unwrap();
-        let to = sub.join(p.file_name().unwrap());
-        if i % 3 == 0 {
-            let img = image::open(p).unwrap().to_rgb8();
-            img.save_with_format(&to, image::ImageFormat::Jpeg).unwrap();
-        } else {
-            std::fs::copy(p, &to).unwrap();
-        }
-    }
     real
 }
 
@@ -510,27 +484,7 @@ fn a_run_on_real_nlvr2_takes_its_programs_from_the_llm_with_the_experiments_prom
     let (url, seen) = serve(vec![Reply::Body(completion(GOOD))]);
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    let real = p.join("nlvr2");
-    crate::common::vpd_json(
-        p,
-        &[
-            "data",
-            "synth",
-            "--task",
-            "nlvr2",
-            "--layout",
-            "real",
-            "--out",
-            real.to_str().unwrap(),
-            "--n",
-            "4",
-            "--width",
-            "80",
-            "--height",
-            "60",
-            "--json",
-        ],
-    );
+    let real = real_nlvr2(p);
     crate::common::vpd_json(
         p,
         &[
@@ -548,8 +502,8 @@ fn a_run_on_real_nlvr2_takes_its_programs_from_the_llm_with_the_experiments_prom
             r#"name = "real-nlvr2"
 [data.nlvr2]
 root = "{}"
-offsets = {{ distill = 4 }}
-train_limit = 4
+offsets = {{ distill = 8 }}
+train_limit = 8
 generator = "llm"
 prompt = "my.prompt"
 [pretrain]
@@ -592,17 +546,18 @@ limit = 0
     let out = run(&[("VPD_LLM_BASE_URL", &url)]);
     assert!(
         out.status.success(),
-        "{}",
+        "{} requests; {}",
+        seen.lock().unwrap().len(),
         String::from_utf8_lossy(&out.stderr)
     );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["tasks"]["nlvr2"]["base"]["n"], 4, "{j}");
+    assert_eq!(j["tasks"]["nlvr2"]["base"]["n"], 8, "{j}");
     assert!(j["tasks"]["nlvr2"]["oracle"].is_null());
     assert_eq!(j["pretrained"], serde_json::json!(["nlvr2-teacher@1"]));
     assert!(j["data"]["distill"]
         .as_str()
         .unwrap()
-        .contains("train[4:8] (real"));
+        .contains("train[8:12] (real"));
     assert!(
         j["pseudo_labels"]["by_mode"]["name"]["accuracy"].is_null(),
         "no scene graphs: {j}"
