@@ -151,6 +151,20 @@ pub struct RealCfg {
     pub prompt: String,
 }
 
+impl Experiment {
+    /// How many examples role `r` of `task`'s real folder reads (0: all
+    /// from its offset): `train_limit`, `distill.samples`,
+    /// `distill.dev_samples`, `eval.limit`.
+    pub fn role_size(&self, task: Task, r: Role) -> usize {
+        match r {
+            Role::Train => self.data.real(task).train_limit,
+            Role::Distill => self.distill.samples,
+            Role::Dev => self.distill.dev_samples,
+            Role::Test => self.eval.limit,
+        }
+    }
+}
+
 impl DataCfg {
     /// The real-layout settings of `task`.
     pub fn real(&self, task: Task) -> &RealCfg {
@@ -807,12 +821,7 @@ impl Experiment {
                     return Err(invalid(origin, format!("`data.{t}.splits.{r}` is empty")));
                 }
             }
-            let size = |r: Role| match r {
-                Role::Train => real.train_limit,
-                Role::Distill => d.samples,
-                Role::Dev => d.dev_samples,
-                Role::Test => self.eval.limit,
-            };
+            let size = |r: Role| self.role_size(t, r);
             if let Some((a, b, split)) =
                 overlap(real, &[Role::Distill, Role::Dev, Role::Test], size)
             {

@@ -117,13 +117,7 @@ impl Ensure<'_> {
     ) -> Result<ModuleVersion, RunError> {
         let (exp, p) = (self.exp, &self.exp.pretrain);
         let real = exp.data.real(task);
-        let size = |r: Role| match r {
-            Role::Train => real.train_limit,
-            Role::Distill => exp.distill.samples,
-            Role::Dev => exp.distill.dev_samples,
-            Role::Test => exp.eval.limit,
-        };
-        if let Some((a, b, split)) = overlap(real, &Role::ALL, size) {
+        if let Some((a, b, split)) = overlap(real, &Role::ALL, |r| exp.role_size(task, r)) {
             return Err(RunError::RealData(format!(
                 "pre-training {vr} on `data.{task}`: the roles {a} and {b} both read {split} from overlapping offsets; \
                  set `data.{task}.train_limit` and `data.{task}.offsets.{b}` so that they do not overlap"
@@ -132,11 +126,8 @@ impl Ensure<'_> {
         let what = format!("pre-training {vr} on real {task} data");
         self.progress.phase(&what, None);
         let ans = models::teacher_answers(task);
-        let slices = [
-            src.slice(Role::Train, real.train_limit),
-            src.slice(Role::Dev, exp.distill.dev_samples),
-            src.slice(Role::Test, exp.eval.limit),
-        ];
+        let slices =
+            [Role::Train, Role::Dev, Role::Test].map(|r| src.slice(r, exp.role_size(task, r)));
         let mut sets = Vec::new();
         for s in &slices {
             sets.push(eval::training_examples(task, s, &ans, INPUT)?);
