@@ -7,7 +7,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Exports LIBTORCH (and VPD_TORCH_PYTHON) for cargo and the tests.
 TORCH_ENV = torch_env="$$(bash scripts/libtorch.sh)"; eval "$$torch_env"
 
-.PHONY: all libtorch chromium build demo test fmt clippy check
+.PHONY: all libtorch chromium slurm build demo test fmt clippy check
 
 all: build
 
@@ -29,8 +29,13 @@ demo: build
 chromium:
 	@bash scripts/chromium.sh
 
+## slurm: Debian's Slurm and munge for the cluster test, unless present
+## (the test starts a one-node cluster on loopback and stops it by PID)
+slurm:
+	@bash scripts/slurm.sh install
+
 ## test: formatting, clippy -D warnings, the whole test suite
-test: chromium
+test: chromium slurm
 	$(TORCH_ENV); \
 	$(CARGO) fmt --all --check; \
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings; \

@@ -22,6 +22,7 @@ mod report;
 mod run;
 mod runs;
 mod store;
+mod sweep;
 mod versions;
 
 /// Stepwise distillation of visual-programming sub-modules.
@@ -95,6 +96,12 @@ enum Command {
     /// or a sweep: summary, accuracy against distillation samples, pointer
     /// modes, every module version across the tasks, lineage.
     Report(report::ReportArgs),
+    /// A sweep submitted to Slurm (`vpd run SWEEP.toml --backend slurm`):
+    /// its trials' states, and collecting their stores into this one.
+    Sweep {
+        #[command(subcommand)]
+        cmd: sweep::SweepCmd,
+    },
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -128,5 +135,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Report(a) => report::run(cli, a),
         Command::Store { cmd } => store::run(cli, cmd),
         Command::Bench { cmd } => bench::run(cli, cmd),
+        Command::Sweep { cmd } => sweep::run(cli, cmd),
     }
 }

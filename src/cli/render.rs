@@ -26,6 +26,12 @@ pub fn print_sweep(s: &SweepReport) {
         "sweep {} ({}): {} trials run now{at_once}, {} finished before and reused",
         s.sweep_id, s.experiment, s.ran, s.skipped
     );
+    print_configurations(s);
+}
+
+/// Each configuration of a sweep: per task base, distilled and gain over
+/// its trials, pseudo-label accuracy, the gate.
+pub fn print_configurations(s: &SweepReport) {
     for c in &s.configurations {
         println!("{} ({} trials):", value_list(&c.values), c.trials.len());
         for (t, x) in &c.tasks {
@@ -43,6 +49,28 @@ pub fn print_sweep(s: &SweepReport) {
             c.gate_passed,
             c.trials.len()
         );
+    }
+}
+
+/// A cluster sweep's trials: state, Slurm task, values, log.
+pub fn print_trial_rows(rows: &[visprog_distiller::distill::slurm::TrialRow]) {
+    for r in rows {
+        let mut line = format!(
+            "  trial {:<3} {:<11} {:<10} {}",
+            r.index,
+            r.state.to_string(),
+            r.job.as_deref().unwrap_or("-"),
+            value_list(&r.values)
+        );
+        if r.collected {
+            line.push_str("  (collected)");
+        } else if r.job.is_some() {
+            line.push_str(&format!("  log {}", r.log.display()));
+        }
+        println!("{line}");
+        if let (Some(e), false) = (&r.error, r.collected) {
+            println!("              {e}");
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::Args;
 use visprog_distiller::distill::experiment::Experiment;
-use visprog_distiller::distill::sweep;
 use visprog_distiller::distill::{self as run, Progress};
+use visprog_distiller::distill::{slurm, sweep};
 
 use super::common::{bar_style, open, spinner_style};
 use super::{render, Cli};
@@ -33,6 +33,33 @@ pub struct RunArgs {
     /// shared out as libtorch threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Where a sweep's trials run: `local` (this machine, `--jobs` at a
+    /// time) or `slurm` (one `sbatch --array` job; see `vpd sweep status`
+    /// and `vpd sweep collect`).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    backend: String,
+    /// Slurm: the partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm: each trial's time limit (Slurm's format, e.g. 2:00:00).
+    #[arg(long)]
+    time: Option<String>,
+    /// Slurm: at most K trials at once (`--array=...%K`).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    max_parallel: Option<u32>,
+    /// Slurm: CPUs per trial, also its libtorch threads (default: this
+    /// machine's cores, as a local run uses; results depend on it).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    cpus_per_task: Option<u32>,
+    /// Slurm: one more sbatch option for the script, e.g.
+    /// `--sbatch-arg=--account=proj` or `--sbatch-arg=--qos=long`
+    /// (repeatable).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+    /// Slurm: let Slurm requeue a preempted trial (it starts over in a
+    /// clean trial store); without it `--no-requeue`.
+    #[arg(long)]
+    requeue: bool,
     /// cpu (the only device distillation runs on here).
     #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
     device: String,
@@ -144,6 +171,20 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
+    let slurm_only = a.partition.is_some()
+        || a.time.is_some()
+        || a.max_parallel.is_some()
+        || a.cpus_per_task.is_some()
+        || !a.sbatch_args.is_empty()
+        || a.requeue;
+    if a.backend != "slurm" && slurm_only {
+        eprintln!("error: --partition, --time, --max-parallel, --cpus-per-task, --sbatch-arg and --requeue need --backend slurm");
+        return Ok(ExitCode::from(2));
+    }
+    if a.backend == "slurm" && a.from.is_some() {
+        eprintln!("error: --from reruns one run here; --backend slurm submits an experiment file's trials");
+        return Ok(ExitCode::from(2));
+    }
     let store = open(cli)?;
     let bar = indicatif::ProgressBar::new(0);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -158,6 +199,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
             last: Default::default(),
         })
     };
+    if a.backend == "slurm" {
+        return submit(&store, &exp, a, progress.as_ref(), &bar);
+    }
     if !exp.sweep.is_empty() {
         let report = sweep::run_sweep(&store, &exp, a.jobs as usize, progress);
         bar.finish_and_clear();
@@ -186,5 +230,58 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
     } else {
         render::print_run(&report);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--backend slurm`: submits the trials that are not finished.
+fn submit(
+    store: &visprog_distiller::store::Store,
+    exp: &Experiment,
+    a: &RunArgs,
+    progress: &dyn Progress,
+    bar: &indicatif::ProgressBar,
+) -> Result<ExitCode> {
+    let vpd = std::env::current_exe()?;
+    let o = slurm::SlurmOptions {
+        partition: a.partition.clone(),
+        time: a.time.clone(),
+        max_parallel: a.max_parallel.map(|k| k as usize),
+        cpus_per_task: a.cpus_per_task.map_or_else(run::cores, |c| c as usize),
+        sbatch_args: a.sbatch_args.clone(),
+        requeue: a.requeue,
+        vpd,
+    };
+    let r = slurm::submit(store, exp, &o, progress);
+    bar.finish_and_clear();
+    let r = match r {
+        Ok(r) => r,
+        Err(slurm::SlurmError::Usage(m)) => {
+            eprintln!("error: {m}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => bail!("submitting the sweep of {} failed: {e}", exp.name),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match r.job_ids.first() {
+        Some(j) => println!(
+            "sweep {} ({}): {} trial(s) submitted as Slurm array job {j}",
+            r.sweep_id, r.experiment, r.submitted
+        ),
+        None => println!(
+            "sweep {} ({}): nothing to submit (submitted: 0): every trial is finished, pending or running",
+            r.sweep_id, r.experiment
+        ),
+    }
+    if let Some(s) = &r.script {
+        println!("  script {}", s.display());
+    }
+    render::print_trial_rows(&r.trials);
+    println!(
+        "  then: vpd sweep status {id}   vpd sweep collect {id}",
+        id = &r.sweep_id[..8]
+    );
     Ok(ExitCode::SUCCESS)
 }

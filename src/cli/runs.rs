@@ -217,6 +217,14 @@ fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
         run.torch_version.as_deref().unwrap_or("-"),
         run.threads
     );
+    if let Some(t) = &run.slurm {
+        println!(
+            "slurm      task {} (job {}, restart {})",
+            t.name(),
+            t.job_id,
+            t.restarts
+        );
+    }
     println!("started    {}", run.started_at);
     if let Some(e) = run.ended_at {
         println!("ended      {e}");

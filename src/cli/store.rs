@@ -123,7 +123,7 @@ pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
                 if declares_kind {
                     let spec = visprog_distiller::models::parse_sidecar(&bytes)
                         .with_context(|| side.display().to_string())?;
-                    visprog_distiller::nn::model::Model::from_torchscript(
+                    let m = visprog_distiller::nn::model::Model::from_torchscript(
                         &read(file)?,
                         &spec,
                         visprog_distiller::nn::DeviceChoice::Cpu,
@@ -131,6 +131,10 @@ pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
                     .with_context(|| {
                         format!("{} with sidecar {}", file.display(), side.display())
                     })?;
+                    visprog_distiller::models::check_role(
+                        &format!("{} (sidecar {})", file.display(), side.display()),
+                        &m.meta,
+                    )?;
                 } else {
                     eprintln!(
                         "note: {} names no `kind`: stored as an opaque sidecar; vpd can only run a TorchScript module whose sidecar says what it is",

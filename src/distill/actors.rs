@@ -29,14 +29,13 @@ impl Actor for Teacher {
 /// Loads the teacher from its checkpoint.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct LoadTeacher(pub Arc<Vec<u8>>);
+pub struct LoadTeacher(pub crate::models::StoredNet);
 
 impl Handler<LoadTeacher> for Teacher {
     type Result = Result<(), String>;
     fn handle(&mut self, msg: LoadTeacher, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
-            self.model =
-                Some(Model::from_bytes(&msg.0, DeviceChoice::Cpu).map_err(|e| e.to_string())?);
+            self.model = Some(msg.0.load(DeviceChoice::Cpu).map_err(|e| e.to_string())?);
             Ok(())
         })
     }
@@ -104,8 +103,8 @@ pub type Progress = Arc<dyn Fn(usize, f64, f64) + Send + Sync>;
 #[derive(Message)]
 #[rtype(result = "Result<Trained, String>")]
 pub struct Fit {
-    /// The parent version's checkpoint.
-    pub parent: Arc<Vec<u8>>,
+    /// The parent version's network as stored.
+    pub parent: crate::models::StoredNet,
     /// Generic-corpus examples for replay (their own labels).
     pub replay: Vec<Example>,
     /// Anchor inputs: the student is kept close to its parent on them.
@@ -133,8 +132,8 @@ impl Handler<Fit> for Trainer {
             let train = std::mem::take(&mut self.train);
             let dev = std::mem::take(&mut self.dev);
             let e = |e: crate::nn::NnError| e.to_string();
-            let parent = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
-            let mut student = Model::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+            let parent = msg.parent.load(DeviceChoice::Cpu).map_err(e)?;
+            let mut student = msg.parent.load(DeviceChoice::Cpu).map_err(e)?;
             let progress = msg.progress.clone();
             let report = distill::distill(
                 &mut student,

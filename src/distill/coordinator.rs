@@ -143,6 +143,19 @@ pub fn run_trial(
     result
 }
 
+/// Makes what a trial of `exp` shares with the others of its sweep (data,
+/// pre-trained versions, baseline evaluations) with `threads` libtorch
+/// threads, without running the trial.
+pub fn prepare_trial(
+    store: &Store,
+    exp: &Experiment,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<(), RunError> {
+    crate::nn::set_threads(threads as i32);
+    super::phases::prepare(store, exp, progress)
+}
+
 fn tch_threads() -> i32 {
     crate::nn::libtorch_info().threads
 }

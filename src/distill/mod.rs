@@ -16,10 +16,11 @@ mod loc;
 mod phases;
 mod pretrain;
 pub mod report;
+pub mod slurm;
 mod source;
 pub mod sweep;
 mod vqa;
 
-pub use coordinator::{cores, run_trial, Progress};
+pub use coordinator::{cores, prepare_trial, run_trial, Progress};
 pub use error::RunError;
 pub use report::RunReport;

@@ -29,7 +29,7 @@ use super::source::Source;
 use crate::data::synth::{Corpus, SynthConfig};
 use crate::data::DataError;
 use crate::models::{self, ModelError, INPUT};
-use crate::nn::model::{Example, Model};
+use crate::nn::model::Example;
 use crate::nn::DeviceChoice;
 use crate::runtime::eval::{self, EvalReport, EvalSpec, Score};
 use crate::runtime::exec::{self, ask, ExecConfig, ImageCache, ModuleChoice};
@@ -253,6 +253,20 @@ pub(super) fn phases(
     );
     r.data = data_used(exp, &data, &modules);
     Ok(r)
+}
+
+/// What every trial of a sweep shares, made ahead of the trials (a Slurm
+/// sweep does this before it submits): the data, the pre-trained versions
+/// the store lacks, and the teacher, oracle and base evaluations.
+pub(super) fn prepare(
+    store: &Store,
+    exp: &Experiment,
+    progress: &dyn Progress,
+) -> Result<(), RunError> {
+    let data = prepare_data(store, exp, progress)?;
+    let modules = pretrain(store, exp, &data, progress)?;
+    baselines(store, exp, &data, &modules, progress)?;
+    Ok(())
 }
 
 /// Seconds per phase.
@@ -509,11 +523,10 @@ fn load_teacher(
         .get(&task_name(dtask))
         .ok_or(RunError::NoTeacher(dtask))?
         .clone();
-    let bytes = Arc::new(store.blobs().get(&teacher.blob)?);
-    let meta = Model::from_bytes(&bytes, DeviceChoice::Cpu)
-        .map_err(ModelError::from)?
-        .meta;
-    ask(&links.arbiter, links.teacher.send(LoadTeacher(bytes)))
+    let net = crate::models::StoredNet::of(store, &teacher)?;
+    let meta = net.load(DeviceChoice::Cpu).map_err(ModelError::from)?.meta;
+    models::check_role(&net.label, &meta)?;
+    ask(&links.arbiter, links.teacher.send(LoadTeacher(net)))
         .map_err(RunError::actor("Teacher"))?
         .map_err(RunError::actor("Teacher"))?;
     Ok((teacher, meta))

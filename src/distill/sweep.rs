@@ -129,40 +129,14 @@ pub fn run_sweep(
 ) -> Result<SweepReport, RunError> {
     let trials = exp.trials()?;
     let id = sweep_id(exp);
-    let finished: Vec<_> = store
-        .runs()?
-        .into_iter()
-        .filter(|r| r.sweep == Some(id) && r.status == RunStatus::Finished)
-        .collect();
     let total = trials.len();
+    let found = finished_trials(store, id, &trials)?;
     let mut slots: Vec<Option<Trial>> = vec![None; total];
     let mut pending = VecDeque::new();
-    for (i, (values, trial)) in trials.into_iter().enumerate() {
-        let config = serde_json::to_value(&trial).expect("config serialises");
-        let values: BTreeMap<String, serde_json::Value> = values
-            .iter()
-            .map(|(k, v)| (k.clone(), json_of(v)))
-            .collect();
-        let found = match finished
-            .iter()
-            .find(|r| r.config == config)
-            .and_then(|r| r.report.clone().map(|h| (r.id, h)))
-        {
-            Some((rid, h)) => serde_json::from_slice::<RunReport>(&store.blobs().get(&h)?)
-                .ok()
-                .map(|rep| (rid, rep)),
-            None => None,
-        };
+    for (i, ((values, trial), found)) in trials.into_iter().zip(found).enumerate() {
         match found {
-            Some((rid, report)) => {
-                slots[i] = Some(Trial {
-                    values,
-                    run_id: rid.to_string(),
-                    reused: true,
-                    report,
-                })
-            }
-            None => pending.push_back((i, values, trial)),
+            Some(t) => slots[i] = Some(t),
+            None => pending.push_back((i, values_of(&values), trial)),
         }
     }
     let skipped = total - pending.len();
@@ -229,6 +203,49 @@ pub fn run_sweep(
         jobs,
         configurations: summarise(slots.into_iter().flatten().collect()),
     })
+}
+
+/// A trial's swept values as JSON.
+pub fn values_of(values: &super::experiment::SweptValues) -> BTreeMap<String, serde_json::Value> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), json_of(v)))
+        .collect()
+}
+
+/// For each trial of the sweep `id`, the finished run of the store that
+/// made it (same sweep, same resolved configuration), with its report.
+pub fn finished_trials(
+    store: &Store,
+    id: Uuid,
+    trials: &[(super::experiment::SweptValues, Experiment)],
+) -> Result<Vec<Option<Trial>>, RunError> {
+    let finished: Vec<_> = store
+        .runs()?
+        .into_iter()
+        .filter(|r| r.sweep == Some(id) && r.status == RunStatus::Finished)
+        .collect();
+    let mut out = Vec::with_capacity(trials.len());
+    for (values, trial) in trials {
+        let config = serde_json::to_value(trial).expect("config serialises");
+        let found = match finished
+            .iter()
+            .find(|r| r.config == config)
+            .and_then(|r| r.report.clone().map(|h| (r.id, h)))
+        {
+            Some((rid, h)) => serde_json::from_slice::<RunReport>(&store.blobs().get(&h)?)
+                .ok()
+                .map(|report| Trial {
+                    values: values_of(values),
+                    run_id: rid.to_string(),
+                    reused: true,
+                    report,
+                }),
+            None => None,
+        };
+        out.push(found);
+    }
+    Ok(out)
 }
 
 /// Groups trials by their swept values other than `seed`.

@@ -2,14 +2,13 @@
 //! teacher's soft labels, the Trainer fitting a new student version.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::actors::{Fit, Samples, Trained};
 use super::adapter::{self, Adapted, Images, Pointer, StepSample};
 use crate::models::{self, ModelError};
 use crate::nn::distill::{argmax, DistillConfig, DistillReport, SoftExample};
-use crate::nn::model::{Example, Model};
+use crate::nn::model::Example;
 use crate::nn::DeviceChoice;
 use crate::program::interp::Perception;
 use crate::program::oracle::Oracle;
@@ -40,8 +39,9 @@ pub(super) fn distill_vqa(
     let progress = cx.progress();
     let dname = task_name(cx.task);
     let t0 = Instant::now();
-    let parent_bytes = Arc::new(store.blobs().get(&vqa.blob)?);
-    let student_meta = Model::from_bytes(&parent_bytes, DeviceChoice::Cpu)
+    let parent = models::StoredNet::of(store, vqa)?;
+    let student_meta = parent
+        .load(DeviceChoice::Cpu)
         .map_err(ModelError::from)?
         .meta;
     if student_meta.kind != ModelKind::VqaStudent {
@@ -134,7 +134,7 @@ pub(super) fn distill_vqa(
     // real data unless `data.allow_synthetic`).
     let replay: Vec<Example> = match cx.generic {
         Some(g) if d.replay > 0.0 || d.self_distill > 0.0 => {
-            models::generic_examples(g, "train", &student_meta.answers)?
+            models::generic_examples_at(g, "train", &student_meta.answers, sside)?
                 .into_iter()
                 .take(d.replay_samples)
                 .map(|(e, _)| e)
@@ -189,7 +189,7 @@ pub(super) fn distill_vqa(
     let trained: Trained = ask(
         &cx.links.arbiter,
         cx.links.trainer.send(Fit {
-            parent: parent_bytes,
+            parent,
             replay,
             anchor,
             config: cfg.clone(),

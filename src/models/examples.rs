@@ -103,6 +103,17 @@ pub fn generic_examples(
     split: &str,
     answers: &Answers,
 ) -> Result<Vec<(Example, String)>, DataError> {
+    generic_examples_at(dir, split, answers, INPUT)
+}
+
+/// [`generic_examples`] with images at `side` pixels (a user's module
+/// need not take 64 px).
+pub fn generic_examples_at(
+    dir: &Path,
+    split: &str,
+    answers: &Answers,
+    side: u32,
+) -> Result<Vec<(Example, String)>, DataError> {
     let mut out = Vec::new();
     for r in generic_records(dir, split)? {
         let (Some(q), Some(a)) = (r.question, r.answer) else {
@@ -113,7 +124,7 @@ pub fn generic_examples(
         };
         out.push((
             Example {
-                images: vec![input(&dir.join(&r.image), INPUT)?],
+                images: vec![input(&dir.join(&r.image), side)?],
                 text: q,
                 label,
             },

@@ -15,6 +15,96 @@ pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, ModelError> {
     serde_json::from_slice(bytes).map_err(|e| NnError::Checkpoint(format!("sidecar: {e}")).into())
 }
 
+/// A VQA-kind version's network as stored, ready to load in any thread
+/// (an actor's): its blob and, for a user's TorchScript module, its
+/// parsed sidecar. Every role (student, teacher, the trainer's parent)
+/// loads through [`StoredNet::load`], so a user's module works wherever a
+/// built-in one does.
+#[derive(Debug, Clone)]
+pub struct StoredNet {
+    /// `module@number`, for errors.
+    pub label: String,
+    /// The blob: a vpd checkpoint or a TorchScript archive.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    /// The sidecar of a TorchScript archive.
+    pub sidecar: Option<std::sync::Arc<Sidecar>>,
+}
+
+impl StoredNet {
+    /// The version's blob and sidecar, read and checked: a LOC checkpoint
+    /// is refused (it is not a VQA-kind network).
+    pub fn of(store: &Store, v: &crate::store::ModuleVersion) -> Result<StoredNet, ModelError> {
+        let bytes = store.blobs().get(&v.blob)?;
+        let label = format!("{}@{}", v.module, v.number);
+        let sidecar = match &v.sidecar {
+            Some(h) => Some(std::sync::Arc::new(parse_sidecar(&store.blobs().get(h)?)?)),
+            None => {
+                let kind = checkpoint::kind_of(&bytes)?;
+                if kind == ModelKind::LocStudent {
+                    return Err(ModelError::WrongKind {
+                        version: label,
+                        kind: kind.to_string(),
+                        wanted: "VQA",
+                    });
+                }
+                None
+            }
+        };
+        Ok(StoredNet {
+            label,
+            bytes: std::sync::Arc::new(bytes),
+            sidecar,
+        })
+    }
+
+    /// The network.
+    pub fn load(&self, device: DeviceChoice) -> Result<Model, NnError> {
+        match &self.sidecar {
+            Some(side) => Model::from_torchscript(&self.bytes, side, device),
+            None => Model::from_bytes(&self.bytes, device),
+        }
+    }
+}
+
+/// Checks that a network can play the role its kind names, as its adapter
+/// uses it: a GQA teacher takes one image and answers `yes` and `no` (the
+/// LOC-verification and existence queries), an NLVR2 teacher takes a pair
+/// and answers `true` and `false`, a VQA student takes one image. One
+/// error names everything missing; nothing is guessed later.
+pub fn check_role(version: &str, meta: &crate::nn::model::ModelMeta) -> Result<(), ModelError> {
+    let mut missing = Vec::new();
+    let answers: &[&str] = match meta.kind {
+        ModelKind::GqaTeacher => &["yes", "no"],
+        ModelKind::Nlvr2Teacher => &["true", "false"],
+        _ => &[],
+    };
+    for a in answers {
+        if meta.answers.id(a).is_none() {
+            missing.push(format!("the answer `{a}`"));
+        }
+    }
+    let pair = meta.kind == ModelKind::Nlvr2Teacher;
+    if meta.kind != ModelKind::LocStudent && meta.film.pair != pair {
+        missing.push(format!(
+            "`pair: {pair}` ({})",
+            if pair {
+                "it judges a statement about two images"
+            } else {
+                "it answers about one image"
+            }
+        ));
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::Role {
+            version: version.to_string(),
+            kind: meta.kind.to_string(),
+            missing: missing.join(" and "),
+        })
+    }
+}
+
 /// A VQA-kind network of the store: a vpd checkpoint, or a user's
 /// TorchScript archive with its sidecar.
 pub fn load_model(
@@ -23,26 +113,9 @@ pub fn load_model(
     device: DeviceChoice,
 ) -> Result<(String, Model), ModelError> {
     let v = store.resolve(r)?;
-    let bytes = store.blobs().get(&v.blob)?;
-    let label = format!("{}@{}", v.module, v.number);
-    let model = match &v.sidecar {
-        Some(h) => {
-            let side = parse_sidecar(&store.blobs().get(h)?)?;
-            Model::from_torchscript(&bytes, &side, device)?
-        }
-        None => {
-            let kind = checkpoint::kind_of(&bytes)?;
-            if kind == ModelKind::LocStudent {
-                return Err(ModelError::WrongKind {
-                    version: label,
-                    kind: kind.to_string(),
-                    wanted: "VQA",
-                });
-            }
-            Model::from_bytes(&bytes, device)?
-        }
-    };
-    Ok((label, model))
+    let net = StoredNet::of(store, &v)?;
+    let model = net.load(device)?;
+    Ok((net.label, model))
 }
 
 /// A VQA network of the store (a student or the GQA teacher) as the

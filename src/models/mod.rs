@@ -42,6 +42,17 @@ pub enum ModelError {
         /// `VQA` or `LOC`.
         wanted: &'static str,
     },
+    /// A network that cannot play the role its kind names: what its
+    /// adapter needs of it is missing.
+    #[error("{version} ({kind}) cannot serve as a {kind}: it needs {missing}")]
+    Role {
+        /// `module@number` or the imported file.
+        version: String,
+        /// Its kind.
+        kind: String,
+        /// Everything missing, in words.
+        missing: String,
+    },
 }
 
 /// The answer vocabulary shared by students and the GQA teacher.

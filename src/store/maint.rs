@@ -321,9 +321,9 @@ impl Store {
                 report.already_present += 1;
                 continue;
             }
-            ours.put(&theirs.get(&v.blob)?)?;
+            ours.adopt(&theirs, &v.blob)?;
             if let Some(s) = &v.sidecar {
-                ours.put(&theirs.get(s)?)?;
+                ours.adopt(&theirs, s)?;
             }
             self.with_db(|db| self.insert_version(db, v.clone()))?;
             report.versions += 1;
@@ -334,7 +334,7 @@ impl Store {
             .filter_map(|r| r.report.as_ref())
             .chain(evals.iter().filter_map(|e| e.details.as_ref()))
         {
-            ours.put(&theirs.get(h)?)?;
+            ours.adopt(&theirs, h)?;
         }
         self.with_db(|db| {
             let rt = self.tree(db, RUNS)?;
@@ -374,6 +374,31 @@ impl Store {
             }
             Ok(())
         })?;
+        Ok(report)
+    }
+}
+
+impl Store {
+    /// Makes this (new, empty) store a copy of `other` for work elsewhere:
+    /// everything [`Store::merge`] brings (versions with their numbers when
+    /// `other`'s follow creation order, runs, evaluations, the program
+    /// cache) and where every alias of `other` points now (its history
+    /// stays behind). Blobs are hard links where possible.
+    pub fn seed_from(&self, other: &Store) -> Result<MergeReport, StoreError> {
+        let report = self.merge(other)?;
+        for (id, names) in other.aliases()? {
+            let Some(v) = other.version_by_id(id)? else {
+                continue;
+            };
+            for alias in names {
+                self.set_alias(
+                    &v.module,
+                    &alias,
+                    id,
+                    Some(format!("where it pointed in {}", other.root().display())),
+                )?;
+            }
+        }
         Ok(report)
     }
 }

@@ -20,10 +20,11 @@ mod versions;
 
 pub use blobs::{sha256_hex, Blobs};
 pub use evals::{wilson_interval, CompareRow, Comparison, GateReport, GateRow};
+pub(crate) use maint::write_atomic;
 pub use maint::{GcReport, MergeReport, Problem, GC_GRACE, GC_GRACE_SECS};
 pub use records::{
     AliasEvent, AliasEventKind, CachedProgram, Evaluation, ModuleVersion, NewVersion, Pipeline,
-    Run, RunStatus, Tally,
+    Run, RunStatus, SlurmTask, Tally,
 };
 pub use runs::{process_start_time, NewRun};
 pub use versions::{Lineage, LineageNode, VersionRef};

@@ -169,6 +169,50 @@ pub struct Run {
     /// sha256 of a JSON blob with what the run reported (its table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// The Slurm job it ran in (from the job's environment), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmTask>,
+}
+
+/// Where in Slurm a run ran: read from the environment Slurm gives a job
+/// (`SLURM_JOB_ID`, `SLURM_ARRAY_JOB_ID`, `SLURM_ARRAY_TASK_ID`,
+/// `SLURM_RESTART_COUNT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmTask {
+    /// The job's own id (an array task has one too).
+    pub job_id: String,
+    /// The array's job id, for an array task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_job_id: Option<String>,
+    /// The task's index in the array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_task_id: Option<u32>,
+    /// How often Slurm requeued it before this start (0: first start).
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+impl SlurmTask {
+    /// The task as Slurm names it: `<array job>_<task>`, or the job id.
+    pub fn name(&self) -> String {
+        match (&self.array_job_id, self.array_task_id) {
+            (Some(j), Some(t)) => format!("{j}_{t}"),
+            _ => self.job_id.clone(),
+        }
+    }
+
+    /// The Slurm job this process runs in, if any.
+    pub fn from_env() -> Option<SlurmTask> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Some(SlurmTask {
+            job_id: var("SLURM_JOB_ID")?,
+            array_job_id: var("SLURM_ARRAY_JOB_ID"),
+            array_task_id: var("SLURM_ARRAY_TASK_ID").and_then(|v| v.parse().ok()),
+            restarts: var("SLURM_RESTART_COUNT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        })
+    }
 }
 
 /// Everything that produced an evaluation: a module version alone has no

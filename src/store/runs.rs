@@ -86,6 +86,7 @@ impl Store {
             started_at: Utc::now(),
             ended_at: None,
             report: None,
+            slurm: super::records::SlurmTask::from_env(),
         };
         self.put_run(&run)?;
         Ok(run)
@@ -98,6 +99,29 @@ impl Store {
                 .map_err(|e| self.db_err(e))?;
             Ok(())
         })
+    }
+
+    /// Marks the runs this process started and has not ended as
+    /// interrupted, with `why` (a trial that got SIGTERM from Slurm).
+    /// Returns their ids.
+    pub fn interrupt_own_runs(&self, why: &str) -> Result<Vec<Uuid>, StoreError> {
+        let pid = std::process::id();
+        let start = process_start_time(pid);
+        let mine: Vec<Uuid> = self
+            .runs()?
+            .into_iter()
+            .filter(|r| {
+                r.status == RunStatus::Running
+                    && r.pid == pid
+                    && r.pid_start == start
+                    && r.host == host_name()
+            })
+            .map(|r| r.id)
+            .collect();
+        for id in &mine {
+            self.finish_run(*id, RunStatus::Interrupted, Some(why.to_string()))?;
+        }
+        Ok(mine)
     }
 
     /// Records how a run ended.

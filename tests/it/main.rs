@@ -17,6 +17,7 @@ mod real_data;
 mod report;
 mod runtime;
 mod shipped;
+mod slurm;
 mod store_cli;
 mod store_crash;
 mod store_model;

@@ -329,3 +329,146 @@ fn a_users_16px_torchscript_teacher_is_evaluated_end_to_end() {
     // Its four answers leave most questions outside: counted, not dropped.
     assert!(j["outside_answers"].as_u64().unwrap() > 0, "{j}");
 }
+
+/// Issue 19, one loader for every role: `vpd run` loaded students and
+/// teachers as vpd checkpoints only, so an imported TorchScript student or
+/// teacher failed there ("bad magic"). A user's 16 px student is distilled
+/// by a user's 16 px teacher, and the distilled version loads and runs.
+#[test]
+fn a_users_torchscript_student_is_distilled_by_a_users_teacher_in_vpd_run() {
+    let Some(python) = torch_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // The synthetic world's answers and some of its question words.
+    let script = USER_VQA
+        .replace(
+            r#"vocabulary = sorted(["what", "color", "is", "it", "the", "circle"])"#,
+            r#"vocabulary = sorted(["what", "color", "is", "the", "shape", "of", "there", "a", "any", "how", "many", "are", "object", "left", "right"])"#,
+        )
+        .replace(
+            r#"answers = ["red", "blue"]"#,
+            r#"answers = ["red", "green", "blue", "yellow", "purple", "orange", "cyan", "white",
+           "circle", "square", "triangle", "diamond", "cross", "ring", "small", "large",
+           "yes", "no"] + [str(i) for i in range(10)]"#,
+        );
+    assert_ne!(script, USER_VQA);
+    let (spt, sside) = scripted(&python, &script, p, "student");
+    let (tpt, tside) = scripted(
+        &python,
+        &script.replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#),
+        p,
+        "teacher",
+    );
+    for (name, pt, side) in [("user-vqa", &spt, &sside), ("user-teacher", &tpt, &tside)] {
+        let o = crate::common::vpd_in(
+            p,
+            &[
+                "--store",
+                "st",
+                "store",
+                "import",
+                name,
+                pt.to_str().unwrap(),
+                "--sidecar",
+                side.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // A teacher its adapter cannot use is refused at import, naming what
+    // is missing: a GQA teacher without yes/no, an NLVR2 teacher of one
+    // image without true/false.
+    let (bpt, bside) = scripted(
+        &python,
+        &USER_VQA.replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#),
+        p,
+        "bad-gqa",
+    );
+    let (npt, nside) = scripted(
+        &python,
+        &script.replace(r#""kind": "vqa-student""#, r#""kind": "nlvr2-teacher""#),
+        p,
+        "bad-nlvr2",
+    );
+    for (pt, side, says) in [
+        (&bpt, &bside, vec!["the answer `yes`", "the answer `no`"]),
+        (&npt, &nside, vec!["the answer `true`", "`pair: true`"]),
+    ] {
+        let o = crate::common::vpd_in(
+            p,
+            &[
+                "--store",
+                "st",
+                "store",
+                "import",
+                "bad",
+                pt.to_str().unwrap(),
+                "--sidecar",
+                side.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        for s in says {
+            assert!(err.contains(s), "{err}");
+        }
+    }
+    let all = crate::common::vpd_json(p, &["--store", "st", "versions", "--json"]);
+    assert!(
+        all.as_array().unwrap().iter().all(|v| v["module"] != "bad"),
+        "{all:#}"
+    );
+    std::fs::write(p.join("tiny.toml"), crate::common::TINY).unwrap();
+    let r = crate::common::vpd_json(
+        p,
+        &[
+            "--store",
+            "st",
+            "run",
+            "tiny.toml",
+            "--set",
+            "modules.vqa=user-vqa@1",
+            "--set",
+            "teachers.gqa=user-teacher@1",
+            "--json",
+        ],
+    );
+    assert_eq!(r["versions"]["vqa"], "user-vqa@2", "{r:#}");
+    assert_eq!(r["versions"]["gqa-teacher"], "user-teacher@1", "{r:#}");
+    assert!(
+        r["tasks"]["gqa"]["distilled"]["n"].as_u64().unwrap() > 0,
+        "{r:#}"
+    );
+    let lineage = crate::common::vpd_json(p, &["--store", "st", "lineage", "user-vqa@2", "--json"]);
+    assert!(lineage.to_string().contains("user-vqa"), "{lineage:#}");
+    let v2 = crate::common::version(p, "user-vqa", 2);
+    let v1 = crate::common::version(p, "user-vqa", 1);
+    assert_eq!(v2["parent"], v1["id"], "{v2:#}");
+    // The distilled version answers a program's VQA step.
+    let img = p.join("red.png");
+    image::RgbImage::from_pixel(16, 16, image::Rgb([220, 30, 30]))
+        .save(&img)
+        .unwrap();
+    let prog = p.join("p.txt");
+    std::fs::write(
+        &prog,
+        "ANSWER0=VQA(image=IMAGE,question='What color is the object?')\nFINAL_RESULT=RESULT(var=ANSWER0)\n",
+    )
+    .unwrap();
+    let out = crate::common::vpd_json(
+        p,
+        &[
+            "--store",
+            "st",
+            "program",
+            "run",
+            prog.to_str().unwrap(),
+            "--image",
+            &format!("IMAGE={}", img.display()),
+            "--modules",
+            "VQA=user-vqa@2",
+            "--json",
+        ],
+    );
+    assert!(out["result"].is_string(), "{out:#}");
+}
