@@ -782,12 +782,6 @@ fn copy_store(seed: &Path, dest: &Path, data: &Path) -> Result<(), SlurmError> {
     Ok(())
 }
 
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn write_state(
     dir: &Path,
     i: usize,
@@ -802,7 +796,7 @@ fn write_state(
             run_id,
             error,
             slurm: SlurmTask::from_env(),
-            host: host(),
+            host: crate::store::host_name(),
             pid: std::process::id(),
             at: Utc::now(),
         },
@@ -846,7 +840,7 @@ pub fn run_array_task(
         "vpd sweep trial {index} of {} ({} trials) on {} as {}, {threads} thread(s), store {}",
         m.sweep_id,
         trials.len(),
-        host(),
+        crate::store::host_name(),
         SlurmTask::from_env().map_or("no Slurm job".into(), |t| format!(
             "Slurm task {} (restart {})",
             t.name(),

@@ -26,7 +26,7 @@ pub use records::{
     AliasEvent, AliasEventKind, CachedProgram, Evaluation, ModuleVersion, NewVersion, Pipeline,
     Run, RunStatus, SlurmTask, Tally,
 };
-pub use runs::{process_start_time, NewRun};
+pub use runs::{host_name, process_start_time, NewRun};
 pub use versions::{Lineage, LineageNode, VersionRef};
 
 /// The schema version this build writes. Older stores are migrated on open;
