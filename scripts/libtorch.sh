@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Finds or installs libtorch 2.13.0 (the version tch 0.26 needs) and prints,
+# Finds or installs libtorch 2.11.0 (the version tch 0.24 needs; the lent GPU
+# machines carry torch 2.11.0, so a vpd built here runs there) and prints,
 # on stdout, shell lines to eval:
 #   export LIBTORCH='<folder holding lib/ and include/>'
 #   export VPD_TORCH_PYTHON='<python with that torch>'   (when there is one)
@@ -8,13 +9,13 @@
 # Order of preference:
 #   1. LIBTORCH set by the user: used as it is (must hold lib/libtorch_cpu.so).
 #   2. LIBTORCH_USE_PYTORCH=1 with a python3 on PATH (an active venv): that
-#      python's torch, which must be 2.13.0.
+#      python's torch, which must be 2.11.0.
 #   3. The project's own venv in VPD_TORCH_VENV (default
-#      ${XDG_CACHE_HOME:-$HOME/.cache}/visprog-distiller/torch-2.13.0),
-#      created with `pip install torch==2.13.0` when missing or broken.
+#      ${XDG_CACHE_HOME:-$HOME/.cache}/visprog-distiller/torch-2.11.0),
+#      created with `pip install torch==2.11.0` when missing or broken.
 set -euo pipefail
 
-WANT=2.13.0
+WANT=2.11.0
 say() { printf 'libtorch: %s\n' "$*" >&2; }
 die() { printf 'libtorch: error: %s\n' "$*" >&2; exit 1; }
 

@@ -491,10 +491,8 @@ pub fn measure(store: &Store, which: &Versions, limit: usize) -> Result<Report, 
     if let Some(r) = &which.loc {
         let l = models::load_loc(store, r, DeviceChoice::Cpu)?;
         for (name, ex) in &loc_examples {
-            rep.loc.insert(
-                name.to_string(),
-                l.detector.evaluate(ex, &l.detector.meta.settings),
-            );
+            rep.loc
+                .insert(name.to_string(), l.detector.evaluate(ex, &l.settings));
         }
     }
     // The adapter's queries: crop queries on gqa, whole-image on nlvr2.

@@ -55,6 +55,29 @@ pub struct ExecBench {
     pub sequential_threads: usize,
     /// The most the speedup can be on this machine, and what it is made of.
     pub ceiling: Ceiling,
+    /// The batched mode on a GPU in the same rounds (`--device cuda`);
+    /// null when it was not run.
+    pub device: Option<DeviceMode>,
+}
+
+/// The batched mode on a GPU, measured in the same rounds as the CPU modes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceMode {
+    /// The GPU (`cuda:N`).
+    pub device: String,
+    /// Programs per second over the rounds.
+    pub programs: Spread,
+    /// Its median over the batched CPU mode's.
+    pub speedup_vs_cpu: f64,
+    /// Mean VQA batch reached.
+    pub mean_batch: f64,
+    /// Mean LOC batch reached.
+    pub mean_loc_batch: f64,
+    /// Programs whose prediction (or error) equals the CPU modes' (the
+    /// GPU's float rounding differs, so this is counted, not asserted).
+    pub agreeing: usize,
+    /// Its settings.
+    pub config: ExecConfig,
 }
 
 /// The most the speedup can be on this machine with these networks, from
@@ -135,6 +158,7 @@ impl ExecBench {
 /// questions with `vqa` and `loc`, the sequential mode's workers with
 /// `sequential_threads` libtorch threads each (the batched mode's with
 /// one), then measures the networks alone for the ceiling.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     store: &Store,
     vqa: &ModuleChoice,
@@ -142,6 +166,7 @@ pub fn run(
     programs: usize,
     rounds: usize,
     sequential_threads: usize,
+    (device, gpu_batch): (DeviceChoice, usize),
     progress: &dyn Fn(&str),
 ) -> Result<ExecBench, EvalError> {
     let sequential_threads = sequential_threads.max(1);
@@ -151,20 +176,26 @@ pub fn run(
     jobs.truncate(programs);
     let cache = ImageCache::default();
     let batched_cfg = ExecConfig::batched(1);
+    let gpu_cfg = (device != DeviceChoice::Cpu).then(|| batched_cfg.on(device, gpu_batch));
+    // 0 batched, 1 sequential, 2 batched on the GPU; the order turns each
+    // round.
+    let modes = if gpu_cfg.is_some() { 3 } else { 2 };
+    let (mut g, mut g_batch, mut agreeing) = (Vec::new(), (0.0, 0.0), usize::MAX);
     let (mut b, mut s) = (Vec::new(), Vec::new());
     let (mut bt, mut st) = (Vec::new(), Vec::new());
     let mut queries = (0, 0);
     let (mut mean_batch, mut mean_loc, mut max_in_flight) = (0.0, 0.0, 0);
     for round in 0..=rounds {
-        let mut preds = Vec::new();
-        for k in 0..2 {
-            let batched = (k + round) % 2 == 0;
-            let cfg = if batched {
-                batched_cfg
-            } else {
-                ExecConfig::sequential()
+        let mut preds = vec![Vec::new(); modes];
+        for k in 0..modes {
+            let mode = (k + round) % modes;
+            let batched = mode == 0;
+            let cfg = match (mode, gpu_cfg) {
+                (0, _) => batched_cfg,
+                (2, Some(c)) => c,
+                _ => ExecConfig::sequential(),
             };
-            crate::nn::set_threads(if batched { 1 } else { sequential_threads } as i32);
+            crate::nn::set_threads(if mode == 1 { sequential_threads } else { 1 } as i32);
             let r = exec::execute(
                 store,
                 &jobs,
@@ -177,6 +208,18 @@ pub fn run(
                 &|_| {},
             )?;
             let rate = jobs.len() as f64 / r.seconds;
+            if mode == 2 {
+                if round > 0 {
+                    g.push(rate);
+                    g_batch = (r.vqa_mean_batch, r.loc_mean_batch);
+                }
+                preds[2] = r
+                    .outcomes
+                    .into_iter()
+                    .map(|o| (o.predicted, o.error))
+                    .collect::<Vec<_>>();
+                continue;
+            }
             // Round 0 warms the image cache and the allocator.
             if round > 0 {
                 let t = [
@@ -199,12 +242,19 @@ pub fn run(
                     s.push(rate);
                 }
             }
-            preds.push(
-                r.outcomes
-                    .into_iter()
-                    .map(|o| (o.predicted, o.error))
-                    .collect::<Vec<_>>(),
-            );
+            preds[mode] = r
+                .outcomes
+                .into_iter()
+                .map(|o| (o.predicted, o.error))
+                .collect::<Vec<_>>();
+        }
+        if modes == 3 {
+            let same = preds[2]
+                .iter()
+                .zip(&preds[0])
+                .filter(|(a, b)| a == b)
+                .count();
+            agreeing = agreeing.min(same);
         }
         if preds[0] != preds[1] {
             let diff = preds[0]
@@ -260,6 +310,18 @@ pub fn run(
         config: batched_cfg,
         sequential_threads,
         ceiling,
+        device: gpu_cfg.map(|config| {
+            let gs = Spread::of(g);
+            DeviceMode {
+                device: device.to_string(),
+                speedup_vs_cpu: gs.median / bs.median,
+                programs: gs,
+                mean_batch: g_batch.0,
+                mean_loc_batch: g_batch.1,
+                agreeing: agreeing.min(jobs.len()),
+                config,
+            }
+        }),
     })
 }
 
@@ -358,7 +420,7 @@ fn alone_costs(
     }
     if let (ModuleChoice::Version(r), b) = (loc, batch[1]) {
         let net = models::load_loc(store, r, DeviceChoice::Cpu)?;
-        let inputs = images(net.detector.meta.config.image_size as u32)?;
+        let inputs = images(net.detector.image_size() as u32)?;
         let mut run = |b: usize| {
             let ex: Vec<DetExample> = (0..b)
                 .map(|i| {

@@ -55,6 +55,16 @@ pub enum TrainBenchError {
         /// PyTorch's loss.
         pytorch: f64,
     },
+    /// The GPU and the CPU side did not start from the same point.
+    #[error("first-step losses differ at batch {batch}: GPU {gpu}, CPU {cpu}")]
+    DeviceMismatch {
+        /// Batch size.
+        batch: usize,
+        /// The GPU side's loss.
+        gpu: f64,
+        /// The CPU side's loss.
+        cpu: f64,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrainBenchError {
@@ -388,4 +398,120 @@ pub fn run(
     })();
     let _ = std::fs::remove_dir_all(&base);
     result
+}
+
+/// One batch size's result of [`run_devices`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    /// Batch size.
+    pub batch: usize,
+    /// vpd on the GPU, examples per second over the rounds.
+    pub gpu: Spread,
+    /// vpd on the CPU, examples per second over the rounds.
+    pub cpu: Spread,
+    /// Median GPU over median CPU.
+    pub speedup: f64,
+    /// First-step loss on the GPU and on the CPU (same weights and batch;
+    /// they agree to float rounding, checked to 1e-3).
+    pub first_loss: [f64; 2],
+    /// Steps per round, GPU and CPU.
+    pub steps: [usize; 2],
+}
+
+/// vpd's training on a GPU against vpd's on the CPU.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceBench {
+    /// The GPU (`cuda:N`).
+    pub device: String,
+    /// What libtorch says of it.
+    pub gpu: String,
+    /// One row per batch size.
+    pub rows: Vec<DeviceRow>,
+    /// libtorch threads of the CPU side.
+    pub threads: i32,
+    /// Measured rounds per batch size (after one warm-up round).
+    pub rounds: usize,
+    /// The machine it ran on.
+    pub machine: crate::machine::Machine,
+}
+
+/// Runs vpd's VQA student training on `device` and on the CPU: for each
+/// batch size the same initial weights (drawn on the CPU, copied to the
+/// GPU) and the same batches, one warm-up round, then `rounds` rounds,
+/// alternating which side goes first. The GPU's timings end with a
+/// synchronisation, so that they include the queued kernels.
+pub fn run_devices(
+    device: DeviceChoice,
+    threads: i32,
+    rounds: usize,
+    progress: &dyn Fn(&str),
+) -> Result<DeviceBench, TrainBenchError> {
+    crate::nn::set_threads(threads);
+    device.to_tch()?;
+    let lr = 2e-3;
+    let meta = models::student_meta();
+    let mut rows = Vec::new();
+    for (batch, cpu_steps, gpu_steps) in [(64usize, 20usize, 100usize), (256, 5, 50)] {
+        progress(&format!("batch {batch}: starting"));
+        let cpu = Model::new(meta.clone(), DeviceChoice::Cpu, 0)?;
+        let gpu = Model::from_bytes(&cpu.to_bytes()?, device)?;
+        let ex = data(batch as u64, meta.answers.list.len());
+        let (cb, gb) = (Batches::new(&cpu, &ex), Batches::new(&gpu, &ex));
+        let (mut cs, mut gs) = (Stepper::new(&cpu, lr)?, Stepper::new(&gpu, lr)?);
+        let (mut cr, mut gr) = (Vec::new(), Vec::new());
+        let mut first = [f64::NAN; 2];
+        let (mut cstart, mut gstart) = (0, 0);
+        for round in 0..=rounds {
+            let mut losses = [f64::NAN; 2];
+            for k in 0..2 {
+                if (k + round) % 2 == 0 {
+                    let t0 = std::time::Instant::now();
+                    let (_, l) = gs.steps(&gb, batch, gstart, gpu_steps)?;
+                    device.synchronize();
+                    let s = t0.elapsed().as_secs_f64();
+                    losses[0] = l;
+                    if round > 0 {
+                        gr.push((batch * gpu_steps) as f64 / s);
+                    }
+                    gstart += gpu_steps;
+                } else {
+                    let (s, l) = cs.steps(&cb, batch, cstart, cpu_steps)?;
+                    losses[1] = l;
+                    if round > 0 {
+                        cr.push((batch * cpu_steps) as f64 / s);
+                    }
+                    cstart += cpu_steps;
+                }
+            }
+            if round == 0 {
+                first = losses;
+                let tol = 1e-3 * first[1].abs().max(1.0);
+                if (first[0] - first[1]).abs() > tol || first[0].is_nan() {
+                    return Err(TrainBenchError::DeviceMismatch {
+                        batch,
+                        gpu: first[0],
+                        cpu: first[1],
+                    });
+                }
+            }
+            progress(&format!("batch {batch}: round {round}/{rounds}"));
+        }
+        let (g, c) = (Spread::of(gr), Spread::of(cr));
+        rows.push(DeviceRow {
+            batch,
+            speedup: g.median / c.median,
+            gpu: g,
+            cpu: c,
+            first_loss: first,
+            steps: [gpu_steps, cpu_steps],
+        });
+    }
+    Ok(DeviceBench {
+        device: device.to_string(),
+        gpu: crate::nn::cuda_summary(),
+        rows,
+        threads,
+        rounds,
+        machine: crate::machine::Machine::this(),
+    })
 }

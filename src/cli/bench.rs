@@ -103,6 +103,13 @@ pub enum BenchCmd {
         /// mode's have one each, a worker per core).
         #[arg(long, default_value_t = 1)]
         sequential_threads: usize,
+        /// Also run the batched mode on this GPU (cuda or cuda:N) in the
+        /// same rounds, against the two CPU modes.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// On the GPU, the largest batch a module's worker gets.
+        #[arg(long, default_value_t = visprog_distiller::runtime::exec::GPU_BATCH, value_name = "N")]
+        gpu_batch: usize,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -120,6 +127,10 @@ pub enum BenchCmd {
         /// vpd's libtorch came from).
         #[arg(long)]
         python: Option<std::path::PathBuf>,
+        /// cuda or cuda:N: vpd's training on that GPU against vpd's on the
+        /// CPU instead (same weights and batches, interleaved; no Python).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// One JSON document on stdout: the list of rows.
         #[arg(long)]
         json: bool,
@@ -134,8 +145,12 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             programs,
             rounds,
             sequential_threads,
+            device,
+            gpu_batch,
             json,
         } => {
+            let device = visprog_distiller::nn::parse_device(device)?;
+            device.to_tch()?;
             let store = super::common::open(cli)?;
             let (v, l) = super::eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
             let quiet = *json;
@@ -146,6 +161,7 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 *programs,
                 *rounds,
                 *sequential_threads,
+                (device, *gpu_batch),
                 &|m| {
                     if !quiet {
                         eprintln!("  {m}");
@@ -177,6 +193,12 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
                 "  speedup {:.2}x; predictions identical: {}",
                 r.speedup, r.predictions_identical
             );
+            if let Some(g) = &r.device {
+                println!(
+                    "  {:<10} {:>8.1} programs/s (min {:.1}, max {:.1}); 1 worker a module, batches up to {}, mean batch VQA {:.1} LOC {:.1}; {:.2}x the batched CPU mode; predictions agreeing with the CPU's: {} of {}",
+                    g.device, g.programs.median, g.programs.min, g.programs.max, g.config.max_batch, g.mean_batch, g.mean_loc_batch, g.speedup_vs_cpu, g.agreeing, r.programs
+                );
+            }
             let b = &r.busy;
             println!(
                 "  a round ({} VQA and {} LOC queries): wall time and each module's workers' time in forward passes, summed (medians): batched {:.3} s, VQA {:.3} s, LOC {:.3} s; sequential {:.3} s, VQA {:.3} s, LOC {:.3} s",
@@ -224,8 +246,54 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             rounds,
             threads,
             python,
+            device,
             json,
         } => {
+            let device = visprog_distiller::nn::parse_device(device)?;
+            if device != visprog_distiller::nn::DeviceChoice::Cpu {
+                device.to_tch()?;
+                let threads = threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
+                });
+                let quiet = *json;
+                let r = bench::train::run_devices(device, threads, *rounds, &|m| {
+                    if !quiet {
+                        eprintln!("  {m}");
+                    }
+                })?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                println!(
+                    "VQA student training, vpd on {} ({}) vs vpd on the CPU ({} threads), {} rounds each, interleaved, on {}:",
+                    r.device, r.gpu, r.threads, r.rounds, r.machine
+                );
+                println!(
+                    "  {:>5} {:>24} {:>24} {:>8} {:>22}",
+                    "batch",
+                    "GPU ex/s (min-max)",
+                    "CPU ex/s (min-max)",
+                    "speedup",
+                    "first loss GPU / CPU"
+                );
+                for row in &r.rows {
+                    println!(
+                        "  {:>5} {:>9.1} ({:.1}-{:.1}) {:>9.1} ({:.1}-{:.1}) {:>7.2}x {:>10.5} / {:.5}",
+                        row.batch,
+                        row.gpu.median,
+                        row.gpu.min,
+                        row.gpu.max,
+                        row.cpu.median,
+                        row.cpu.min,
+                        row.cpu.max,
+                        row.speedup,
+                        row.first_loss[0],
+                        row.first_loss[1]
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let Some(py) = python.clone().or_else(bench::train::find_python) else {
                 anyhow::bail!(
                     "no Python with torch found: pass --python or set VPD_TORCH_PYTHON (scripts/libtorch.sh prints it)"

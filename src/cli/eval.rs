@@ -59,6 +59,12 @@ pub struct EvalArgs {
     /// One program at a time with batches of one (as VisProg runs).
     #[arg(long)]
     sequential: bool,
+    /// Where the networks run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// On a GPU, the largest batch a module's worker gets.
+    #[arg(long, default_value_t = visprog_distiller::runtime::exec::GPU_BATCH, value_name = "N")]
+    gpu_batch: usize,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -80,6 +86,9 @@ pub fn slots(modules: &[String]) -> Result<(ModuleChoice, ModuleChoice)> {
 }
 
 pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
+    // A missing GPU is an error before anything is read or loaded.
+    let device = visprog_distiller::nn::parse_device(&a.device)?;
+    device.to_tch()?;
     let store = open(cli)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bar = common::bar(0, a.json || cli.quiet, "");
@@ -122,7 +131,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let r: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
         visprog_distiller::nn::set_threads(threads as i32);
         bar.set_message(format!("{task} teacher"));
-        let rep = eval::evaluate_teacher(&store, a.task, &r, &slice, a.force)?;
+        let rep = eval::evaluate_teacher(&store, a.task, &r, &slice, a.force, device)?;
         (format!("teacher {r}"), rep)
     } else {
         let (vqa, loc) = slots(&a.modules)?;
@@ -151,7 +160,8 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
             ExecConfig::sequential()
         } else {
             ExecConfig::batched(1)
-        };
+        }
+        .on(device, a.gpu_batch);
         let rep = eval::evaluate(&store, &spec, cfg, &progress)?;
         (format!("{what}, generator {}", a.generator), rep)
     };

@@ -69,6 +69,9 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
         PretrainCmd::Students { common, .. } => (common, None),
         PretrainCmd::Teacher { task, common, .. } => (common, Some(*task)),
     };
+    // A missing GPU is an error before the data is made.
+    let device = nn::parse_device(&common.device)?;
+    device.to_tch()?;
     let cfg = PretrainConfig {
         n: common.n,
         data_seed: 0,
@@ -79,7 +82,7 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
             patience: 3,
             seed: common.seed,
         },
-        device: nn::parse_device(&common.device)?,
+        device,
         init_from,
     };
     nn::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);

@@ -60,9 +60,10 @@ pub struct RunArgs {
     /// clean trial store); without it `--no-requeue`.
     #[arg(long)]
     requeue: bool,
-    /// cpu (the only device distillation runs on here).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
-    device: String,
+    /// Where the networks run: cpu, cuda or cuda:N (default: the
+    /// experiment's `device`, itself `cpu` unless set).
+    #[arg(long)]
+    device: Option<String>,
     /// Refuse a sweep of more trials than this (counted before any is made).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     max_trials: u64,
@@ -142,9 +143,23 @@ pub fn resolve(cli: &Cli, a: &RunArgs) -> Result<(Experiment, Option<usize>), (u
         Experiment::parse(QUICKSTART, "experiments/quickstart.toml (embedded)")
             .map_err(|e| (2, e.to_string()))?
     };
-    let e = base
+    let mut e = base
         .with_overrides(&a.sets)
         .map_err(|e| (2, e.to_string()))?;
+    if let Some(d) = &a.device {
+        e = e
+            .with_value(
+                "device",
+                toml::Value::String(d.clone()),
+                &format!("--device {d}"),
+            )
+            .map_err(|e| (2, e.to_string()))?;
+    }
+    // A missing GPU is an error before any work starts (a Slurm sweep's
+    // trials look for theirs on their nodes).
+    if a.backend != "slurm" {
+        e.device().to_tch().map_err(|e| (1, e.to_string()))?;
+    }
     // A sweep's size, keys and lists are checked before any trial starts.
     let n = e.trial_count();
     if n > a.max_trials as u128 {

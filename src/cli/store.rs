@@ -109,6 +109,7 @@ pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
             json,
         } => {
             let parent = parent.as_ref().map(|p| store.resolve(p)).transpose()?;
+            let mut side_bytes = None;
             if let Some(side) = sidecar {
                 // A TorchScript sidecar (one that names its `kind`): the
                 // module must load and answer a probe batch in the shape
@@ -121,28 +122,45 @@ pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
                     .ok()
                     .is_some_and(|v| v.get("kind").is_some());
                 if declares_kind {
-                    let spec = visprog_distiller::models::parse_sidecar(&bytes)
+                    let (spec, stored) = visprog_distiller::models::read_sidecar(side)
                         .with_context(|| side.display().to_string())?;
-                    let m = visprog_distiller::nn::model::Model::from_torchscript(
-                        &read(file)?,
-                        &spec,
-                        visprog_distiller::nn::DeviceChoice::Cpu,
-                    )
-                    .with_context(|| {
-                        format!("{} with sidecar {}", file.display(), side.display())
-                    })?;
-                    visprog_distiller::models::check_role(
-                        &format!("{} (sidecar {})", file.display(), side.display()),
-                        &m.meta,
-                    )?;
+                    side_bytes = Some(stored);
+                    let what = || format!("{} with sidecar {}", file.display(), side.display());
+                    let cpu = visprog_distiller::nn::DeviceChoice::Cpu;
+                    if spec.kind == visprog_distiller::vocab::ModelKind::LocStudent {
+                        // The LOC contract, checked on a probe batch.
+                        visprog_distiller::nn::script_loc::ScriptLoc::load(
+                            &read(file)?,
+                            &spec,
+                            cpu,
+                        )
+                        .with_context(what)?;
+                    } else {
+                        let m = visprog_distiller::nn::model::Model::from_torchscript(
+                            &read(file)?,
+                            &spec,
+                            cpu,
+                        )
+                        .with_context(what)?;
+                        visprog_distiller::models::check_role(
+                            &format!("{} (sidecar {})", file.display(), side.display()),
+                            &m.meta,
+                        )?;
+                    }
                 } else {
                     eprintln!(
                         "note: {} names no `kind`: stored as an opaque sidecar; vpd can only run a TorchScript module whose sidecar says what it is",
                         side.display()
                     );
+                    side_bytes = Some(bytes);
                 }
             }
-            let v = store.import_file(module, file, parent.map(|p| p.id), sidecar.as_deref())?;
+            let v = store.import_file(
+                module,
+                file,
+                parent.map(|p| p.id),
+                sidecar.as_deref().zip(side_bytes.as_deref()),
+            )?;
             if *json {
                 print_json(&version_json(&v, &HashMap::new()))?;
             } else {

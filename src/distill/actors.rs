@@ -29,13 +29,13 @@ impl Actor for Teacher {
 /// Loads the teacher from its checkpoint.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct LoadTeacher(pub crate::models::StoredNet);
+pub struct LoadTeacher(pub crate::models::StoredNet, pub DeviceChoice);
 
 impl Handler<LoadTeacher> for Teacher {
     type Result = Result<(), String>;
     fn handle(&mut self, msg: LoadTeacher, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
-            self.model = Some(msg.0.load(DeviceChoice::Cpu).map_err(|e| e.to_string())?);
+            self.model = Some(msg.0.load(msg.1).map_err(|e| e.to_string())?);
             Ok(())
         })
     }
@@ -113,6 +113,8 @@ pub struct Fit {
     pub config: DistillConfig,
     /// Progress callback.
     pub progress: Progress,
+    /// Where the student trains (the checkpoint is saved from CPU tensors).
+    pub device: DeviceChoice,
 }
 
 /// A fitted student.
@@ -132,8 +134,8 @@ impl Handler<Fit> for Trainer {
             let train = std::mem::take(&mut self.train);
             let dev = std::mem::take(&mut self.dev);
             let e = |e: crate::nn::NnError| e.to_string();
-            let parent = msg.parent.load(DeviceChoice::Cpu).map_err(e)?;
-            let mut student = msg.parent.load(DeviceChoice::Cpu).map_err(e)?;
+            let parent = msg.parent.load(msg.device).map_err(e)?;
+            let mut student = msg.parent.load(msg.device).map_err(e)?;
             let progress = msg.progress.clone();
             let report = distill::distill(
                 &mut student,
@@ -173,6 +175,8 @@ pub struct FitLoc {
     pub config: TrainConfig,
     /// Progress callback.
     pub progress: Progress,
+    /// Where the detector trains.
+    pub device: DeviceChoice,
 }
 
 /// A fitted LOC student.
@@ -188,7 +192,7 @@ impl Handler<FitLoc> for Trainer {
     fn handle(&mut self, msg: FitLoc, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
             let e = |e: crate::nn::NnError| e.to_string();
-            let mut det = Detector::from_bytes(&msg.parent, DeviceChoice::Cpu).map_err(e)?;
+            let mut det = Detector::from_bytes(&msg.parent, msg.device).map_err(e)?;
             let progress = msg.progress.clone();
             let report = det
                 .train(&msg.train, &msg.dev, &msg.config, &move |a, b, c| {

@@ -67,6 +67,10 @@ pub enum RunError {
     /// need synthetic data the experiment does not allow.
     #[error("{0}")]
     RealData(String),
+    /// A module the experiment asks to distil that vpd cannot train (a
+    /// user's TorchScript LOC).
+    #[error("{0}")]
+    NotDistillable(String),
     /// An invariant of vpd's own code does not hold.
     #[error("internal error: {0} (a defect in vpd; please report it)")]
     Defect(String),

@@ -20,6 +20,10 @@ pub struct Experiment {
     pub name: String,
     /// Seed of the distillation (sample order, replay order).
     pub seed: u64,
+    /// Where the networks run: `cpu`, `cuda` or `cuda:N` (`vpd run
+    /// --device` overrides it). Where a run executes, not what it is: a
+    /// sweep's id and its finished trials do not depend on it.
+    pub device: String,
     /// Synthetic data, made under the store when missing.
     pub data: DataCfg,
     /// How to pre-train what the store lacks.
@@ -441,6 +445,7 @@ impl Default for Experiment {
         let mut e = Experiment {
             name: "experiment".into(),
             seed: 0,
+            device: "cpu".into(),
             data: DataCfg::default(),
             pretrain: PretrainCfg::default(),
             modules: ModulesCfg::default(),
@@ -619,6 +624,21 @@ fn invalid(where_: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Experiment {
+    /// The device the networks run on (checked when the file was read).
+    pub fn device(&self) -> crate::nn::DeviceChoice {
+        crate::nn::parse_device(&self.device).unwrap_or(crate::nn::DeviceChoice::Cpu)
+    }
+
+    /// The experiment as the identity of a run or sweep sees it: its
+    /// resolved configuration without `device` (where it ran).
+    pub fn identity(config: &serde_json::Value) -> serde_json::Value {
+        let mut v = config.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("device");
+        }
+        v
+    }
+
     /// Parses an experiment's TOML text (`origin` names it in errors).
     pub fn parse(text: &str, origin: &str) -> Result<Experiment, ConfigError> {
         let mut e: Experiment = toml::from_str(text).map_err(|e| invalid(origin, e.to_string()))?;
@@ -764,6 +784,8 @@ impl Experiment {
     }
 
     fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        crate::nn::parse_device(&self.device)
+            .map_err(|e| invalid(origin, format!("`device`: {e}")))?;
         let d = &self.distill;
         // Synthetic data is written to disk, image by image: a size beyond
         // the bound would fill it, and 0 would fail only once the run began.

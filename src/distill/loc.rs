@@ -188,6 +188,7 @@ pub(super) fn distill_loc(
             dev: dev.clone(),
             config: cfg.clone(),
             progress: cx.tick(&what, "F1 against verified boxes"),
+            device: exp.device(),
         }),
     )
     .map_err(RunError::actor("Trainer"))?

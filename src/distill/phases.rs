@@ -121,6 +121,7 @@ pub(super) fn exec_config(exp: &Experiment) -> ExecConfig {
         image_cache_bytes: exp.data.image_cache_mb.saturating_mul(1 << 20),
         ..ExecConfig::batched(crate::nn::threads())
     }
+    .on(exp.device(), exec::GPU_BATCH)
 }
 
 /// The VQA and LOC steps of the base pipeline's programs on `limit`
@@ -439,6 +440,14 @@ fn pretrain(
     };
     let vqa = cx.ensure(&exp.modules.vqa, &mut made, &mut sources)?;
     let loc = cx.ensure(&exp.modules.loc, &mut made, &mut sources)?;
+    // A user's TorchScript LOC runs in programs and evaluations but is not
+    // distilled: the trainer fine-tunes vpd's detector (its grid targets).
+    if loc.sidecar.is_some() && exp.distill.modules.contains(&Slot::Loc) {
+        return Err(RunError::NotDistillable(format!(
+            "distill.modules names loc but {}@{} is a user's TorchScript LOC module, which vpd runs and evaluates but does not distil; set distill.modules = [\"vqa\"]",
+            loc.module, loc.number
+        )));
+    }
     let mut teachers = BTreeMap::new();
     for t in Task::ALL {
         if let (Some(r), true) = (exp.teachers.of(t), run.tasks.contains(&t)) {
@@ -477,7 +486,17 @@ fn baselines(
         let teacher = match m.teachers.get(&name) {
             Some(v) => {
                 progress.phase(&format!("evaluating {} end to end", label(v)), None);
-                Some(eval::evaluate_teacher(store, *t, &version_ref(v), &slice, false)?.score)
+                Some(
+                    eval::evaluate_teacher(
+                        store,
+                        *t,
+                        &version_ref(v),
+                        &slice,
+                        false,
+                        exp.device(),
+                    )?
+                    .score,
+                )
             }
             None => None,
         };
@@ -525,10 +544,14 @@ fn load_teacher(
         .clone();
     let net = crate::models::StoredNet::of(store, &teacher)?;
     let meta = net.load(DeviceChoice::Cpu).map_err(ModelError::from)?.meta;
+    exp.device().to_tch().map_err(ModelError::from)?;
     models::check_role(&net.label, &meta)?;
-    ask(&links.arbiter, links.teacher.send(LoadTeacher(net)))
-        .map_err(RunError::actor("Teacher"))?
-        .map_err(RunError::actor("Teacher"))?;
+    ask(
+        &links.arbiter,
+        links.teacher.send(LoadTeacher(net, exp.device())),
+    )
+    .map_err(RunError::actor("Teacher"))?
+    .map_err(RunError::actor("Teacher"))?;
     Ok((teacher, meta))
 }
 

@@ -11,7 +11,6 @@ use super::experiment::{overlap, Experiment, Role};
 use super::source::Source;
 use crate::models::{self, PretrainConfig, INPUT};
 use crate::nn::model::TrainConfig;
-use crate::nn::DeviceChoice;
 use crate::runtime::eval;
 use crate::store::{ModuleVersion, Store, VersionRef};
 use crate::vocab::Task;
@@ -145,7 +144,7 @@ impl Ensure<'_> {
                 patience: p.patience,
                 seed: p.seed,
             },
-            device: DeviceChoice::Cpu,
+            device: exp.device(),
             init_from: None,
         };
         let total = p.teacher_epochs;
@@ -258,7 +257,7 @@ fn ensure(
             patience: p.patience,
             seed: p.seed,
         },
-        device: DeviceChoice::Cpu,
+        device: exp.device(),
         init_from,
     };
     let what = format!("pre-training {r}");

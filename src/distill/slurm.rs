@@ -700,10 +700,13 @@ pub fn submit(
         let p = dir.join(d);
         std::fs::create_dir_all(&p).map_err(io(&p))?;
     }
-    // What the trials share, in the main store, on this machine.
+    // What the trials share, in the main store, on this machine, on its
+    // CPU (the login node need not have the trials' GPU).
     let threads = super::cores();
     for &i in &todo {
-        super::prepare_trial(store, &trials[i].1, threads, progress)?;
+        let mut here = trials[i].1.clone();
+        here.device = "cpu".into();
+        super::prepare_trial(store, &here, threads, progress)?;
     }
     let n = m.submissions.len() + 1;
     progress.phase("seeding the trials' store", None);

@@ -78,8 +78,10 @@ pub struct SweepReport {
 
 /// The sweep's identity: a hash of the experiment with its sweep table.
 pub fn sweep_id(exp: &Experiment) -> Uuid {
-    let canon = serde_json::to_string(&serde_json::to_value(exp).expect("config serialises"))
-        .expect("json");
+    let canon = serde_json::to_string(&Experiment::identity(
+        &serde_json::to_value(exp).expect("config serialises"),
+    ))
+    .expect("json");
     let h = Sha256::digest(canon.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
@@ -227,10 +229,10 @@ pub fn finished_trials(
         .collect();
     let mut out = Vec::with_capacity(trials.len());
     for (values, trial) in trials {
-        let config = serde_json::to_value(trial).expect("config serialises");
+        let config = Experiment::identity(&serde_json::to_value(trial).expect("config serialises"));
         let found = match finished
             .iter()
-            .find(|r| r.config == config)
+            .find(|r| Experiment::identity(&r.config) == config)
             .and_then(|r| r.report.clone().map(|h| (r.id, h)))
         {
             Some((rid, h)) => serde_json::from_slice::<RunReport>(&store.blobs().get(&h)?)

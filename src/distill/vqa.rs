@@ -194,6 +194,7 @@ pub(super) fn distill_vqa(
             anchor,
             config: cfg.clone(),
             progress: cx.tick(&what, "agreement with the teacher"),
+            device: exp.device(),
         }),
     )
     .map_err(RunError::actor("Trainer"))?

@@ -4,6 +4,7 @@
 use crate::nn::detector::Detector;
 use crate::nn::model::{Model, Sidecar};
 use crate::nn::perception::{NeuralLoc, NeuralVqa};
+use crate::nn::script_loc::{Locator, ScriptLoc};
 use crate::nn::{checkpoint, DeviceChoice, NnError};
 use crate::store::{Store, VersionRef};
 
@@ -13,6 +14,23 @@ use crate::vocab::ModelKind;
 /// A user's TorchScript sidecar, parsed.
 pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, ModelError> {
     serde_json::from_slice(bytes).map_err(|e| NnError::Checkpoint(format!("sidecar: {e}")).into())
+}
+
+/// A sidecar file as the store keeps it: parsed, its `tokenizer` file (a
+/// path relative to the sidecar) read, checked and embedded. Returns the
+/// sidecar and the bytes to store: the file's own when nothing was
+/// embedded, else the sidecar with its tokenizer inside.
+pub fn read_sidecar(path: &std::path::Path) -> Result<(Sidecar, Vec<u8>), ModelError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| NnError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let mut side = parse_sidecar(&bytes)?;
+    let before = side.clone();
+    side.embed_tokenizer(path.parent().unwrap_or(std::path::Path::new(".")))?;
+    if side == before {
+        return Ok((side, bytes));
+    }
+    let stored = serde_json::to_vec_pretty(&side).expect("a sidecar serialises");
+    Ok((side, stored))
 }
 
 /// A VQA-kind version's network as stored, ready to load in any thread
@@ -145,6 +163,17 @@ pub fn load_loc(
     let v = store.resolve(r)?;
     let bytes = store.blobs().get(&v.blob)?;
     let label = format!("{}@{}", v.module, v.number);
+    if let Some(h) = &v.sidecar {
+        let side = parse_sidecar(&store.blobs().get(h)?)?;
+        if side.kind == ModelKind::LocStudent {
+            let loc = ScriptLoc::load(&bytes, &side, device)?;
+            return Ok(NeuralLoc {
+                settings: loc.settings,
+                detector: Locator::Script(loc),
+                label,
+            });
+        }
+    }
     let kind = checkpoint::kind_of(&bytes);
     if v.sidecar.is_some() || !matches!(kind, Ok(ModelKind::LocStudent)) {
         return Err(ModelError::WrongKind {
@@ -159,7 +188,7 @@ pub fn load_loc(
     let detector = Detector::from_bytes(&bytes, device)?;
     Ok(NeuralLoc {
         settings: detector.meta.settings,
-        detector,
+        detector: Locator::Builtin(Box::new(detector)),
         label,
     })
 }

@@ -227,6 +227,7 @@ pub fn fit_teacher(
         tokenizer,
         answers,
         script: false,
+        norm: None,
     };
     let module = task.teacher_module();
     fit_and_save(
@@ -246,6 +247,7 @@ pub fn student_meta() -> ModelMeta {
         tokenizer,
         answers: ans,
         script: false,
+        norm: None,
     }
 }
 
@@ -265,6 +267,7 @@ pub fn pretrain_student(
         tokenizer,
         answers: ans,
         script: false,
+        norm: None,
     };
     fit_and_save(
         store, "vqa", "base", meta, &tr, &dv, &te, cfg, key, progress,

@@ -12,13 +12,18 @@ const MAGIC: &[u8; 8] = b"VPDCKPT1";
 
 /// Header and weights as one blob. The weights are written in name order,
 /// so that equal weights make equal bytes (the VarStore's own order is a
-/// hash map's).
+/// hash map's), and from CPU copies, so that a checkpoint written on a GPU
+/// loads anywhere.
 pub fn pack(meta: &impl Serialize, vs: &nn::VarStore) -> Result<Vec<u8>, NnError> {
     let header = serde_json::to_vec(meta).expect("meta serialises");
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(header.len() as u64).to_be_bytes());
     out.extend_from_slice(&header);
-    let mut named: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    let mut named: Vec<(String, tch::Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, t)| (k, t.to_device(tch::Device::Cpu)))
+        .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     tch::Tensor::save_multi_to_stream(&named, &mut out)?;
     Ok(out)

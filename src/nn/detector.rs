@@ -167,7 +167,7 @@ impl PrCounts {
 }
 
 /// Counts of detections at or above `threshold`.
-fn counts(dets: &[Vec<Detection>], examples: &[DetExample], threshold: f32) -> PrCounts {
+pub(crate) fn counts(dets: &[Vec<Detection>], examples: &[DetExample], threshold: f32) -> PrCounts {
     let mut c = PrCounts::default();
     for (d, e) in dets.iter().zip(examples) {
         let kept: Vec<Detection> = d.iter().copied().filter(|x| x.score >= threshold).collect();
@@ -227,8 +227,17 @@ pub struct DetTrainReport {
 
 impl Detector {
     /// A fresh detector with weights from `seed`.
+    /// The weights are drawn on the CPU and copied to the device (see
+    /// `Model::new`).
     pub fn new(meta: DetectorMeta, device: DeviceChoice, seed: u64) -> Result<Detector, NnError> {
-        Ok(Detector::on(meta, device.to_tch()?, seed))
+        let dev = device.to_tch()?;
+        let cpu = Detector::on(meta.clone(), Device::Cpu, seed);
+        if dev == Device::Cpu {
+            return Ok(cpu);
+        }
+        let mut d = Detector::on(meta, dev, seed);
+        d.vs.copy(&cpu.vs)?;
+        Ok(d)
     }
 
     fn on(meta: DetectorMeta, device: Device, seed: u64) -> Detector {

@@ -8,13 +8,14 @@ pub mod film;
 pub mod model;
 pub mod perception;
 mod runtime;
+pub mod script_loc;
 pub mod speed;
 pub mod text;
 mod tiny;
 
 pub use runtime::{
-    allocator_tuned, libtorch_info, parse_device, set_threads, threads, tune_allocator,
-    DeviceChoice, LibtorchInfo, MALLOC_ENV,
+    allocator_tuned, cuda_summary, libtorch_info, parse_device, set_threads, threads,
+    tune_allocator, DeviceChoice, LibtorchInfo, MALLOC_ENV,
 };
 pub use tiny::{live_check, varstore_from_bytes, varstore_to_bytes, LiveCheck, TinyMlp};
 
@@ -26,9 +27,13 @@ pub enum NnError {
     Torch(#[from] tch::TchError),
     /// `--device cuda` was asked for on a machine where libtorch sees no GPU.
     #[error(
-        "device `cuda` requested but libtorch sees no CUDA device (torch_cuda linked: {linked})"
+        "no CUDA device: `{device}` was asked for but libtorch sees {count} CUDA device(s) (libtorch_cuda loaded: {linked}; a CPU-only torch, no GPU or no driver; `vpd doctor` tells which)"
     )]
     CudaUnavailable {
+        /// The device asked for (`cuda:N`).
+        device: String,
+        /// CUDA devices libtorch sees.
+        count: i64,
         /// Whether `libtorch_cuda.so` is loaded into this process.
         linked: bool,
     },

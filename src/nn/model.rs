@@ -28,6 +28,30 @@ pub struct ModelMeta {
     /// the classes and whether it takes a pair.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub script: bool,
+    /// A user's module's own image normalisation (sidecar `mean`/`std`);
+    /// absent: vpd's (`data::images::MEAN`, `STD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm: Option<Norm>,
+}
+
+/// Images in vpd's normalisation (`data::images::to_model_input`) in a
+/// module's own: `x' = x * (STD / std) + (MEAN - mean) / std` per channel
+/// (channels at dimension -3, so one image or a pair).
+pub(crate) fn renormalise(images: Tensor, norm: Option<Norm>) -> Tensor {
+    use crate::data::images::{MEAN, STD};
+    let Some(n) = norm else { return images };
+    let scale: Vec<f32> = (0..3).map(|c| STD[c] / n.std[c]).collect();
+    let shift: Vec<f32> = (0..3).map(|c| (MEAN[c] - n.mean[c]) / n.std[c]).collect();
+    images * Tensor::from_slice(&scale).view([3, 1, 1]) + Tensor::from_slice(&shift).view([3, 1, 1])
+}
+
+/// Per-channel image normalisation: `(x / 255 - mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Norm {
+    /// Channel means (RGB).
+    pub mean: [f32; 3],
+    /// Channel standard deviations (RGB).
+    pub std: [f32; 3],
 }
 
 /// The network of a model.
@@ -41,26 +65,150 @@ pub enum Net {
 }
 
 /// A user's TorchScript module's sidecar: what its inputs and outputs are.
-/// `forward(images, tokens)` takes `[B, 3, S, S]` float images normalised
-/// as `to_model_input` does (`[B, 2, 3, S, S]` for a pair) and `[B, L]`
-/// int64 token ids of `vocabulary` (0 padding, 1 unknown, left-padded),
-/// and returns `[B, answers]` logits.
+///
+/// Version 1 (`vocabulary`): `forward(images, tokens)` takes `[B, 3, S, S]`
+/// float images normalised as `to_model_input` does (`[B, 2, 3, S, S]` for
+/// a pair) and `[B, L]` int64 token ids of `vocabulary` (0 padding, 1
+/// unknown, left-padded), and returns `[B, answers]` logits.
+///
+/// Version 2 (`tokenizer`): a Hugging Face `tokenizer.json` (a path
+/// relative to the sidecar; embedded in the stored sidecar at import), and
+/// `forward(images, input_ids, attention_mask)` as Hugging Face models take
+/// them (`[B, L]` int64 each, right-padded); images at the module's own
+/// `image_size`, normalised with its own `mean` and `std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
-    /// `vqa-student`, `gqa-teacher` or `nlvr2-teacher`.
+    /// `vqa-student`, `gqa-teacher`, `nlvr2-teacher` (or `loc-student`).
     pub kind: crate::vocab::ModelKind,
     /// Input side S in pixels.
     pub image_size: i64,
     /// Tokens per text L.
     pub max_len: usize,
-    /// Words from id 2 on (ids 0 and 1 are padding and unknown), sorted.
+    /// Version 1: words from id 2 on (ids 0 and 1 are padding and
+    /// unknown), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vocabulary: Vec<String>,
-    /// The output classes in order.
+    /// Version 2: the Hugging Face tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<SidecarTokenizer>,
+    /// The output classes in order (not for a LOC module).
+    #[serde(default)]
     pub answers: Vec<String>,
     /// Takes a pair of images (NLVR2).
     #[serde(default)]
     pub pair: bool,
+    /// Channel means of the module's image normalisation (default vpd's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<[f32; 3]>,
+    /// Channel standard deviations (default vpd's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<[f32; 3]>,
+    /// LOC: the score a box needs to count (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+}
+
+/// A sidecar's `tokenizer`: the path the user wrote, or, in the stored
+/// sidecar, the file's name and its content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SidecarTokenizer {
+    /// A `tokenizer.json` path relative to the sidecar.
+    Path(String),
+    /// Embedded at import.
+    Embedded {
+        /// The path it was read from.
+        file: String,
+        /// Its content, verbatim.
+        json: String,
+    },
+}
+
+impl Sidecar {
+    /// Reads the `tokenizer` file a sidecar at `dir` names and embeds it;
+    /// an error names the field and the file.
+    pub fn embed_tokenizer(&mut self, dir: &std::path::Path) -> Result<(), NnError> {
+        if let Some(SidecarTokenizer::Path(p)) = &self.tokenizer {
+            let path = dir.join(p);
+            let json = std::fs::read_to_string(&path).map_err(|e| {
+                NnError::Checkpoint(format!("sidecar `tokenizer`: {}: {e}", path.display()))
+            })?;
+            super::text::HfTokenizer::from_json(&json).map_err(|e| {
+                NnError::Checkpoint(format!("sidecar `tokenizer`: {}: {e}", path.display()))
+            })?;
+            self.tokenizer = Some(SidecarTokenizer::Embedded {
+                file: p.clone(),
+                json,
+            });
+        }
+        Ok(())
+    }
+
+    /// The image normalisation, `None` for vpd's own.
+    pub fn norm(&self) -> Result<Option<Norm>, NnError> {
+        use crate::data::images::{MEAN, STD};
+        let n = Norm {
+            mean: self.mean.unwrap_or(MEAN),
+            std: self.std.unwrap_or(STD),
+        };
+        if let Some(s) = n.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+            return Err(NnError::Checkpoint(format!(
+                "sidecar `std`: {s} is not a positive number"
+            )));
+        }
+        if n.mean.iter().any(|m| !m.is_finite()) {
+            return Err(NnError::Checkpoint("sidecar `mean`: not finite".into()));
+        }
+        Ok((n.mean != MEAN || n.std != STD).then_some(n))
+    }
+
+    /// The tokenizer the sidecar describes (`vocabulary` or an embedded
+    /// `tokenizer`, exactly one).
+    pub fn text_tokenizer(&self) -> Result<Tokenizer, NnError> {
+        let bad = |m: String| NnError::Checkpoint(m);
+        let hf = match &self.tokenizer {
+            None => None,
+            Some(SidecarTokenizer::Embedded { file, json }) => Some(
+                super::text::HfTokenizer::from_json(json)
+                    .map_err(|e| bad(format!("sidecar `tokenizer` ({file}): {e}")))?,
+            ),
+            Some(SidecarTokenizer::Path(p)) => {
+                return Err(bad(format!(
+                    "sidecar `tokenizer`: `{p}` was not read (a sidecar is imported with `vpd store import --sidecar`, which embeds its tokenizer)"
+                )))
+            }
+        };
+        if hf.is_some() && !self.vocabulary.is_empty() {
+            return Err(bad(
+                "sidecar: `vocabulary` and `tokenizer` both given; a module takes one".into(),
+            ));
+        }
+        if hf.is_none() && self.vocabulary.is_empty() {
+            return Err(bad(
+                "sidecar: `vocabulary` (a word list) or `tokenizer` (a Hugging Face tokenizer.json) is needed".into(),
+            ));
+        }
+        // Ids are positions: the tokenizer looks words up by binary search,
+        // so the list must be sorted (and lower-case, as texts are).
+        if let Some(w) = self
+            .vocabulary
+            .windows(2)
+            .find(|w| w[0] >= w[1] || w[1] != w[1].to_lowercase())
+        {
+            return Err(bad(format!(
+                "sidecar `vocabulary` must be sorted, unique and lower-case: `{}` then `{}`",
+                w[0], w[1]
+            )));
+        }
+        let mut words = vec!["<pad>".to_string(), "<unk>".to_string()];
+        words.extend(self.vocabulary.iter().cloned());
+        Ok(Tokenizer {
+            words,
+            max_len: self.max_len,
+            hf,
+        })
+    }
 }
 
 /// A network with its metadata.
@@ -123,8 +271,17 @@ pub struct TrainReport {
 
 impl Model {
     /// A fresh model with weights from `seed`.
+    /// The weights are drawn on the CPU and copied to the device, so that
+    /// a seed gives the same network on every device.
     pub fn new(meta: ModelMeta, device: DeviceChoice, seed: u64) -> Result<Model, NnError> {
-        Ok(Model::on(meta, device.to_tch()?, seed))
+        let dev = device.to_tch()?;
+        let cpu = Model::on(meta.clone(), Device::Cpu, seed);
+        if dev == Device::Cpu {
+            return Ok(cpu);
+        }
+        let mut m = Model::on(meta, dev, seed);
+        m.vs.copy(&cpu.vs)?;
+        Ok(m)
     }
 
     fn on(meta: ModelMeta, device: Device, seed: u64) -> Model {
@@ -189,30 +346,25 @@ impl Model {
                 sidecar.kind
             )));
         }
-        if sidecar.image_size < 8 || sidecar.max_len == 0 || sidecar.answers.is_empty() {
-            return Err(bad(
-                "sidecar: image_size >= 8, max_len >= 1 and answers are needed".into(),
-            ));
-        }
-        // Ids are positions: the tokenizer looks words up by binary search,
-        // so the list must be sorted (and lower-case, as texts are).
-        if let Some(w) = sidecar
-            .vocabulary
-            .windows(2)
-            .find(|w| w[0] >= w[1] || w[1] != w[1].to_lowercase())
-        {
+        if sidecar.image_size < 8 {
             return Err(bad(format!(
-                "sidecar vocabulary must be sorted, unique and lower-case: `{}` then `{}`",
-                w[0], w[1]
+                "sidecar `image_size`: {} (8 pixels at least)",
+                sidecar.image_size
             )));
         }
-        let mut words = vec!["<pad>".to_string(), "<unk>".to_string()];
-        words.extend(sidecar.vocabulary.iter().cloned());
+        if sidecar.max_len == 0 {
+            return Err(bad("sidecar `max_len`: 0 (1 token at least)".into()));
+        }
+        if sidecar.answers.is_empty() {
+            return Err(bad("sidecar `answers`: none given".into()));
+        }
+        let tokenizer = sidecar.text_tokenizer()?;
+        let norm = sidecar.norm()?;
         let meta = ModelMeta {
             kind: sidecar.kind,
             film: FilmConfig {
                 image_size: sidecar.image_size,
-                vocab: words.len() as i64,
+                vocab: (sidecar.vocabulary.len() + 2) as i64,
                 word_dim: 0,
                 hidden: 0,
                 channels: [0, 0, 0],
@@ -220,14 +372,12 @@ impl Model {
                 pair: sidecar.pair,
                 glimpses: 1,
             },
-            tokenizer: Tokenizer {
-                words,
-                max_len: sidecar.max_len,
-            },
+            tokenizer,
             answers: Answers {
                 list: sidecar.answers.clone(),
             },
             script: true,
+            norm,
         };
         let m = Model::script_on(meta, archive, device)?;
         let blank = std::sync::Arc::new(vec![
@@ -245,7 +395,7 @@ impl Model {
         let out = m.logits(&x, &t)?;
         if out.size() != [2, sidecar.answers.len() as i64] {
             return Err(bad(format!(
-                "the TorchScript module returned shape {:?} for a batch of 2; the sidecar's {} answers need [2, {}]",
+                "sidecar `answers`: the TorchScript module returned shape {:?} for a batch of 2; the sidecar's {} answers need [2, {}]",
                 out.size(),
                 sidecar.answers.len(),
                 sidecar.answers.len()
@@ -258,6 +408,12 @@ impl Model {
     pub fn logits(&self, images: &Tensor, tokens: &Tensor) -> Result<Tensor, NnError> {
         Ok(match &self.net {
             Net::Film(f) => f.logits(images, tokens),
+            Net::Script(m) if self.meta.tokenizer.hf.is_some() => {
+                // `batch` stacks ids and attention mask as [B, 2, L].
+                let ids = tokens.select(1, 0);
+                let mask = tokens.select(1, 1);
+                m.forward_ts(&[images, &ids, &mask])?
+            }
             Net::Script(m) => m.forward_ts(&[images, tokens])?,
         })
     }
@@ -273,7 +429,14 @@ impl Model {
             for im in &e.images {
                 flat.extend_from_slice(im);
             }
-            toks.extend(self.meta.tokenizer.encode(&e.text));
+            match &self.meta.tokenizer.hf {
+                Some(h) => {
+                    let (ids, mask) = h.encode(&e.text, self.meta.tokenizer.max_len);
+                    toks.extend(ids);
+                    toks.extend(mask);
+                }
+                None => toks.extend(self.meta.tokenizer.encode(&e.text)),
+            }
             labels.push(e.label);
         }
         let b = examples.len() as i64;
@@ -282,7 +445,12 @@ impl Model {
         } else {
             Tensor::from_slice(&flat).view([b, 3, s, s])
         };
-        let tokens = Tensor::from_slice(&toks).view([b, self.meta.tokenizer.max_len as i64]);
+        let l = self.meta.tokenizer.max_len as i64;
+        let tokens = match self.meta.tokenizer.hf {
+            Some(_) => Tensor::from_slice(&toks).view([b, 2, l]),
+            None => Tensor::from_slice(&toks).view([b, l]),
+        };
+        let images = renormalise(images, self.meta.norm);
         (
             images.to_device(dev),
             tokens.to_device(dev),
@@ -417,5 +585,62 @@ impl Model {
         }
         report.seconds = t0.elapsed().as_secs_f64();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pixel in vpd's normalisation comes out in the module's own.
+    #[test]
+    fn renormalise_gives_the_modules_own_normalisation() {
+        use crate::data::images::{MEAN, STD};
+        let n = Norm {
+            mean: [0.481, 0.458, 0.408],
+            std: [0.269, 0.261, 0.276],
+        };
+        // One 1x1 image per channel value p = 0.2, 0.6, 0.9.
+        let p = [0.2f32, 0.6, 0.9];
+        let vpd: Vec<f32> = (0..3).map(|c| (p[c] - MEAN[c]) / STD[c]).collect();
+        let out = renormalise(Tensor::from_slice(&vpd).view([1, 3, 1, 1]), Some(n));
+        let got = Vec::<f32>::try_from(out.reshape([-1])).unwrap();
+        for c in 0..3 {
+            let want = (p[c] - n.mean[c]) / n.std[c];
+            assert!(
+                (got[c] - want).abs() < 1e-5,
+                "channel {c}: {} vs {want}",
+                got[c]
+            );
+        }
+        // A pair ([B, 2, 3, S, S]) is scaled per channel too.
+        let pair = Tensor::from_slice(&[vpd.clone(), vpd].concat()).view([1, 2, 3, 1, 1]);
+        let got = Vec::<f32>::try_from(renormalise(pair, Some(n)).reshape([-1])).unwrap();
+        assert!((got[5] - (p[2] - n.mean[2]) / n.std[2]).abs() < 1e-5);
+        // vpd's own normalisation is left as it is.
+        let same = renormalise(Tensor::from_slice(&p).view([1, 3, 1, 1]), None);
+        assert_eq!(
+            Vec::<f32>::try_from(same.reshape([-1])).unwrap(),
+            p.to_vec()
+        );
+    }
+
+    /// The real tokenizer's shape of things: ids with special tokens,
+    /// right padding and a mask; a long text cut keeping its last token.
+    #[test]
+    fn a_word_level_hf_tokenizer_pads_right_with_a_mask() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+            "normalizer":{"type":"Lowercase"},"pre_tokenizer":{"type":"Whitespace"},
+            "post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"[PAD]":0,"[UNK]":1,"what":2,"color":3,"is":4,"it":5},"unk_token":"[UNK]"}}"#;
+        let t = super::super::text::HfTokenizer::from_json(json).unwrap();
+        assert_eq!(
+            t.encode("What color is it", 6),
+            (vec![2, 3, 4, 5, 0, 0], vec![1, 1, 1, 1, 0, 0])
+        );
+        assert_eq!(t.encode("what zebra", 3), (vec![2, 1, 0], vec![1, 1, 0]));
+        assert_eq!(t.encode("what color is it", 2).0, vec![2, 5]);
+        assert!(super::super::text::HfTokenizer::from_json("{\"model\": 1}").is_err());
+        assert!(super::super::text::HfTokenizer::from_json("not json").is_err());
     }
 }

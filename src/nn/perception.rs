@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::data::images::to_model_input;
 use crate::program::interp::{ImageVal, Perception, Rect, ScoredBox};
 
-use super::detector::{DetExample, DetectSettings, Detection, Detector};
+use super::detector::{DetExample, DetectSettings, Detection};
 use super::model::{Example, Model};
 
 /// VQA answered by a network (its most probable answer).
@@ -53,8 +53,8 @@ impl Perception for NeuralVqa {
 /// best first.
 #[derive(Debug)]
 pub struct NeuralLoc {
-    /// The network.
-    pub detector: Detector,
+    /// The network: the built-in detector or a user's LOC module.
+    pub detector: super::script_loc::Locator,
     /// Threshold and suppression.
     pub settings: DetectSettings,
     /// `module@number` for traces.
@@ -64,7 +64,7 @@ pub struct NeuralLoc {
 impl NeuralLoc {
     /// Detections as fractions of the image.
     pub fn detect(&self, image: &ImageVal, object: &str) -> Vec<Detection> {
-        let side = self.detector.meta.config.image_size as u32;
+        let side = self.detector.image_size() as u32;
         let ex = DetExample {
             image: Arc::new(to_model_input(&image.pixels, side)),
             name: object.to_string(),

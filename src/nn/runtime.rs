@@ -12,7 +12,7 @@ pub struct LibtorchInfo {
     /// Folder holding the `libtorch_cpu.so` mapped into this process.
     pub lib_dir: Option<PathBuf>,
     /// The torch version (from the wheel's `version.py` or libtorch's
-    /// `build-version`), e.g. `2.13.0+cu128`.
+    /// `build-version`), e.g. `2.11.0+cu130`.
     pub version: Option<String>,
     /// Whether `libtorch_cuda.so` is loaded into this process.
     pub torch_cuda_linked: bool,
@@ -89,10 +89,13 @@ impl DeviceChoice {
         match self {
             DeviceChoice::Cpu => Ok(tch::Device::Cpu),
             DeviceChoice::Cuda(n) => {
-                if (n as i64) < tch::Cuda::device_count() {
+                let count = tch::Cuda::device_count();
+                if (n as i64) < count {
                     Ok(tch::Device::Cuda(n))
                 } else {
                     Err(NnError::CudaUnavailable {
+                        device: self.to_string(),
+                        count,
                         linked: libtorch_info().torch_cuda_linked,
                     })
                 }
@@ -108,6 +111,29 @@ impl std::fmt::Display for DeviceChoice {
             DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
         }
     }
+}
+
+impl DeviceChoice {
+    /// Waits for the work queued on this device (a GPU runs kernels
+    /// asynchronously; a timing must end with this). Nothing on the CPU.
+    pub fn synchronize(self) {
+        if let DeviceChoice::Cuda(n) = self {
+            tch::Cuda::synchronize(n as i64);
+        }
+    }
+}
+
+/// What libtorch sees of CUDA, in words.
+pub fn cuda_summary() -> String {
+    format!(
+        "{} CUDA device(s), cuDNN {}",
+        tch::Cuda::device_count(),
+        if tch::Cuda::cudnn_is_available() {
+            "available"
+        } else {
+            "not available"
+        }
+    )
 }
 
 /// Parses `cpu`, `cuda` or `cuda:N`.

@@ -936,6 +936,7 @@ pub fn evaluate_teacher(
     r: &VersionRef,
     slice: &Slice,
     force: bool,
+    device: crate::nn::DeviceChoice,
 ) -> Result<EvalReport, EvalError> {
     let v = store.resolve(r)?;
     let key = Pipeline {
@@ -948,7 +949,7 @@ pub fn evaluate_teacher(
     if let Some(r) = stored(store, &key, force)? {
         return Ok(r);
     }
-    let (_, model) = models::load_model(store, r, crate::nn::DeviceChoice::Cpu)?;
+    let (_, model) = models::load_model(store, r, device)?;
     // Every input at the teacher's own size (a user's teacher need not
     // take 64 px).
     let side = u32::try_from(model.meta.film.image_size).unwrap_or(crate::models::INPUT);

@@ -29,6 +29,7 @@ use crate::data::gqa::SceneGraph;
 use crate::data::images;
 use crate::models;
 use crate::nn::detector::Detection;
+use crate::nn::DeviceChoice;
 use crate::program::interp::{self, ImageVal, Perception, Rect, ScoredBox};
 use crate::program::llm::LlmConfig;
 use crate::program::oracle::Oracle;
@@ -117,7 +118,13 @@ pub struct ExecConfig {
     /// Bytes of decoded images an evaluation keeps (least recently used
     /// dropped first).
     pub image_cache_bytes: usize,
+    /// Where the module workers run their networks.
+    pub device: DeviceChoice,
 }
+
+/// Largest batch a module worker on a GPU gets unless told otherwise
+/// (`--gpu-batch`).
+pub const GPU_BATCH: usize = 256;
 
 impl ExecConfig {
     /// Batched: 64 programs in flight, batches of up to 32, 2 ms wait, and
@@ -137,6 +144,33 @@ impl ExecConfig {
             max_wait_ms: 2,
             workers: (cores / threads.max(1)).max(1),
             image_cache_bytes: DEFAULT_IMAGE_CACHE,
+            device: DeviceChoice::Cpu,
+        }
+    }
+
+    /// These settings on `device`. On a GPU each module has one worker
+    /// (the GPU is shared, a second copy of the network gains nothing),
+    /// batched execution takes batches of up to `gpu_batch` with enough
+    /// programs in flight to fill them, and a batch's images go to the
+    /// device in one copy. On the CPU nothing changes.
+    pub fn on(self, device: DeviceChoice, gpu_batch: usize) -> ExecConfig {
+        match device {
+            DeviceChoice::Cpu => ExecConfig { device, ..self },
+            DeviceChoice::Cuda(_) if self.max_batch <= 1 => ExecConfig {
+                device,
+                workers: 1,
+                ..self
+            },
+            DeviceChoice::Cuda(_) => {
+                let batch = gpu_batch.max(1);
+                ExecConfig {
+                    device,
+                    workers: 1,
+                    max_batch: batch,
+                    in_flight: self.in_flight.max(2 * batch),
+                    ..self
+                }
+            }
         }
     }
     /// Sequential: one program at a time, batches of one.
@@ -148,6 +182,7 @@ impl ExecConfig {
             // One call at a time: a second worker would never get one.
             workers: 1,
             image_cache_bytes: DEFAULT_IMAGE_CACHE,
+            device: DeviceChoice::Cpu,
         }
     }
 }
@@ -500,20 +535,19 @@ fn start_actors(
     stats: (Arc<WorkerStats>, Arc<WorkerStats>),
     ready: Arc<Ready>,
 ) -> Result<(Actors, std::thread::JoinHandle<()>, Option<VqaInfo>), ExecError> {
-    // Load each network once here, so that a bad version is an error now
-    // and not a panic inside a worker thread.
+    // Load each network once here, so that a bad version or a missing
+    // device is an error now and not a panic inside a worker thread.
+    if vqa != &ModuleChoice::Oracle || loc != &ModuleChoice::Oracle {
+        cfg.device.to_tch().map_err(models::ModelError::from)?;
+    }
     let answers = match vqa {
         ModuleChoice::Version(r) => Some(vqa_probe(store, r)?),
         ModuleChoice::Oracle => None,
     };
     let loc_side = match loc {
-        ModuleChoice::Version(r) => {
-            models::load_loc(store, r, crate::nn::DeviceChoice::Cpu)?
-                .detector
-                .meta
-                .config
-                .image_size as u32
-        }
+        ModuleChoice::Version(r) => models::load_loc(store, r, crate::nn::DeviceChoice::Cpu)?
+            .detector
+            .image_size() as u32,
         ModuleChoice::Oracle => 0,
     };
     let label = |r: &VersionRef| -> Result<String, ExecError> {
@@ -539,7 +573,7 @@ fn start_actors(
                 let ready = ready.clone();
                 let w = SyncArbiter::start(cfg.workers.max(1), move || {
                     let w = VqaWorker {
-                        net: models::load_vqa(&st, &r, crate::nn::DeviceChoice::Cpu)
+                        net: models::load_vqa(&st, &r, cfg.device)
                             .expect("checked before the workers started"),
                         stats: s.clone(),
                     };
@@ -559,7 +593,7 @@ fn start_actors(
                 let ready = ready.clone();
                 let w = SyncArbiter::start(cfg.workers.max(1), move || {
                     let w = LocWorker {
-                        net: models::load_loc(&st, &r, crate::nn::DeviceChoice::Cpu)
+                        net: models::load_loc(&st, &r, cfg.device)
                             .expect("checked before the workers started"),
                         stats: s.clone(),
                     };

@@ -194,7 +194,7 @@ impl Store {
         module: &str,
         file: &Path,
         parent: Option<Uuid>,
-        sidecar: Option<&Path>,
+        sidecar: Option<(&Path, &[u8])>,
     ) -> Result<ModuleVersion, StoreError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|source| StoreError::Io {
@@ -203,10 +203,9 @@ impl Store {
             })
         };
         let bytes = read(file)?;
-        let side = sidecar.map(read).transpose()?;
         let config = serde_json::json!({
             "imported_from": file.display().to_string(),
-            "sidecar_from": sidecar.map(|p| p.display().to_string()),
+            "sidecar_from": sidecar.map(|(p, _)| p.display().to_string()),
         });
         self.save_version(
             NewVersion {
@@ -216,7 +215,7 @@ impl Store {
                 ..Default::default()
             },
             &bytes,
-            side.as_deref(),
+            sidecar.map(|(_, b)| b),
         )
     }
 

@@ -2,8 +2,10 @@
 //! time low.
 
 mod bench_train;
+mod byo;
 mod common;
 mod data;
+mod device;
 mod distill;
 mod doctor;
 mod domain_gap;

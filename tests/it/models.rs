@@ -59,6 +59,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
         tokenizer: tok,
         answers: ans,
         script: false,
+        norm: None,
     };
     let mut m = Model::new(meta, DeviceChoice::Cpu, 1).unwrap();
     let cfg = TrainConfig {
@@ -408,6 +409,7 @@ fn the_teacher_networks_learn_tiny_data_in_their_formats() {
             tokenizer: tok,
             answers,
             script: false,
+            norm: None,
         };
         let mut m = Model::new(meta, DeviceChoice::Cpu, 2).unwrap();
         let cfg = TrainConfig {
@@ -453,6 +455,7 @@ fn init_from_copies_matching_weights_and_embeddings_by_word() {
                 list: (0..classes).map(|i| i.to_string()).collect(),
             },
             script: false,
+            norm: None,
         }
     };
     let src = Model::new(
