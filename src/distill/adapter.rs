@@ -264,19 +264,122 @@ pub fn loc_steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
         .collect()
 }
 
+/// What the adapters say to a teacher, from the experiment's `[adapter]`
+/// table (the defaults speak the synthetic world's words). Patterns hold
+/// one placeholder: `{object}`, `{noun}`, `{what}`; statements also
+/// `{side}` (left or right) and `{k}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdapterCfg {
+    /// The GQA teacher's question verifying a LOC candidate of `{object}`.
+    pub verify: String,
+    /// When the name holds none of these words, one question per word
+    /// (`{object}` = "WORD NAME") and the verdict is the largest P(yes):
+    /// the teacher's existence questions name one. Empty: the name alone.
+    pub verify_with: Vec<String>,
+    /// NLVR2 counting: `[question, statement]` pairs, the question lower
+    /// case without its question mark, `{noun}` plural in it; the
+    /// statement made once per candidate count `{k}` (the singular for 1).
+    pub count: Vec<[String; 2]>,
+    /// The candidate counts, lowest and highest.
+    pub counts: [usize; 2],
+    /// NLVR2 existence: `[question, statement]` pairs with `{what}`.
+    pub exists: Vec<[String; 2]>,
+    /// Plural -> singular for the count of one, beyond dropping a final
+    /// `s` (the synthetic world's shapes by default).
+    pub plurals: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for AdapterCfg {
+    fn default() -> Self {
+        AdapterCfg {
+            verify: "Is there a {object}?".into(),
+            verify_with: COLORS.iter().map(|c| c.to_string()).collect(),
+            count: vec![[
+                "how many {noun} are in the image".into(),
+                "The {side} image contains exactly {k} {noun}.".into(),
+            ]],
+            counts: [0, 4],
+            exists: ["a", "an"]
+                .map(|a| {
+                    [
+                        format!("is there {a} {{what}} in the image"),
+                        format!("The {{side}} image contains {a} {{what}}."),
+                    ]
+                })
+                .to_vec(),
+            plurals: SHAPES.iter().map(|s| (plural(s), s.to_string())).collect(),
+        }
+    }
+}
+
+impl AdapterCfg {
+    /// Checks the patterns and the count range; the error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let one = |key: &str, p: &str, ph: &str| {
+            if p.matches(ph).count() == 1 {
+                Ok(())
+            } else {
+                Err(format!("`adapter.{key}` = {p:?} needs exactly one {ph}"))
+            }
+        };
+        one("verify", &self.verify, "{object}")?;
+        for [q, st] in &self.count {
+            one("count", q, "{noun}")?;
+            one("count", st, "{k}")?;
+        }
+        for [q, st] in &self.exists {
+            one("exists", q, "{what}")?;
+            one("exists", st, "{what}")?;
+        }
+        let [lo, hi] = self.counts;
+        if lo > hi || hi - lo > 20 {
+            return Err(format!(
+                "`adapter.counts` = [{lo}, {hi}]: lowest first, at most 21 candidates"
+            ));
+        }
+        Ok(())
+    }
+
+    fn singular(&self, noun: &str) -> String {
+        let mut words: Vec<String> = noun.split(' ').map(str::to_string).collect();
+        if let Some(last) = words.last_mut() {
+            *last = match self.plurals.get(last.as_str()) {
+                Some(s) => s.clone(),
+                None => last.strip_suffix('s').unwrap_or(last).to_string(),
+            };
+        }
+        words.join(" ")
+    }
+}
+
+/// What fills `{ph}` when `text` matches `pattern` (one placeholder).
+fn fill_of<'a>(pattern: &str, ph: &str, text: &'a str) -> Option<&'a str> {
+    let (pre, post) = pattern.split_once(ph)?;
+    let mid = text.strip_prefix(pre)?.strip_suffix(post)?;
+    (!mid.trim().is_empty()).then_some(mid)
+}
+
 /// The GQA teacher's queries that verify a candidate box of `object`: on
 /// the candidate's crop, "Is there a red circle?" for a name with a
 /// colour, else one such question per colour (the teacher's existence
 /// questions name a colour); the verdict is the largest P(yes).
-pub fn verification_queries(object: &str, crop: &RgbImage, side: u32) -> Vec<Example> {
+pub fn verification_queries(
+    cfg: &AdapterCfg,
+    object: &str,
+    crop: &RgbImage,
+    side: u32,
+) -> Vec<Example> {
     let image = Arc::new(to_model_input(crop, side));
-    let has_color = object.split(' ').any(|w| COLORS.contains(&w));
-    let texts: Vec<String> = if has_color {
-        vec![format!("Is there a {object}?")]
+    let has_word = object
+        .split(' ')
+        .any(|w| cfg.verify_with.iter().any(|c| c == w));
+    let texts: Vec<String> = if has_word || cfg.verify_with.is_empty() {
+        vec![cfg.verify.replace("{object}", object)]
     } else {
-        COLORS
+        cfg.verify_with
             .iter()
-            .map(|c| format!("Is there a {c} {object}?"))
+            .map(|c| cfg.verify.replace("{object}", &format!("{c} {object}")))
             .collect()
     };
     texts
@@ -433,22 +536,10 @@ pub fn student_input(
     Ok(Arc::new(to_model_input(&s.image(images)?.pixels, side)))
 }
 
-const COUNTS: std::ops::RangeInclusive<usize> = 0..=4;
-
-fn singular(noun: &str) -> String {
-    let mut words: Vec<String> = noun.split(' ').map(str::to_string).collect();
-    if let Some(last) = words.last_mut() {
-        *last = SHAPES
-            .iter()
-            .find(|s| plural(s) == *last)
-            .map_or_else(|| last.trim_end_matches('s').to_string(), |s| s.to_string());
-    }
-    words.join(" ")
-}
-
 /// The step in the teacher's format (`None`: the adapter has no rule for
-/// it). `side` is the teacher's input size.
+/// it, and the step stays unlabelled). `side` is the teacher's input size.
 pub fn adapt(
+    cfg: &AdapterCfg,
     task: Task,
     s: &StepSample,
     mode: Pointer,
@@ -502,35 +593,38 @@ pub fn adapt(
                 text,
                 label: 0,
             };
-            if let Some(noun) = q
-                .strip_prefix("how many ")
-                .and_then(|r| r.strip_suffix(" are in the image"))
+            let side_of = |t: &str| t.replace("{side}", which);
+            if let Some((noun, statement)) = cfg
+                .count
+                .iter()
+                .find_map(|[p, st]| Some((fill_of(p, "{noun}", &q)?, st)))
             {
-                let one = singular(noun);
-                let queries = COUNTS
+                let one = cfg.singular(noun);
+                let [lo, hi] = cfg.counts;
+                let queries = (lo..=hi)
                     .map(|k| {
                         let n = if k == 1 { one.as_str() } else { noun };
-                        ask(format!("The {which} image contains exactly {k} {n}."))
+                        ask(side_of(statement)
+                            .replace("{k}", &k.to_string())
+                            .replace("{noun}", n))
                     })
                     .collect();
                 return Ok(Some(Adapted {
                     queries,
-                    combine: Combine::Counts(COUNTS.collect()),
+                    combine: Combine::Counts((lo..=hi).collect()),
                     rewritten: false,
                 }));
             }
-            for p in ["is there a ", "is there an "] {
-                if let Some(what) = q
-                    .strip_prefix(p)
-                    .and_then(|r| r.strip_suffix(" in the image"))
-                {
-                    let article = p.trim_start_matches("is there ");
-                    return Ok(Some(Adapted {
-                        queries: vec![ask(format!("The {which} image contains {article}{what}."))],
-                        combine: Combine::Exists,
-                        rewritten: false,
-                    }));
-                }
+            if let Some((what, statement)) = cfg
+                .exists
+                .iter()
+                .find_map(|[p, st]| Some((fill_of(p, "{what}", &q)?, st)))
+            {
+                return Ok(Some(Adapted {
+                    queries: vec![ask(side_of(statement).replace("{what}", what))],
+                    combine: Combine::Exists,
+                    rewritten: false,
+                }));
             }
             Ok(None)
         }

@@ -38,6 +38,8 @@ pub struct Experiment {
     pub eval: EvalCfg,
     /// The cross-task regression gate.
     pub gate: GateCfg,
+    /// What the Teacher Input Adapters say to the teachers.
+    pub adapter: super::adapter::AdapterCfg,
     /// Lists of values for dotted keys (`seed`, `distill.pointer`, ...):
     /// their cartesian product makes the trials of a sweep.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -453,6 +455,7 @@ impl Default for Experiment {
             distill: DistillCfg::default(),
             eval: EvalCfg::default(),
             gate: GateCfg::default(),
+            adapter: Default::default(),
             sweep: BTreeMap::new(),
         };
         e.fill();
@@ -630,11 +633,18 @@ impl Experiment {
     }
 
     /// The experiment as the identity of a run or sweep sees it: its
-    /// resolved configuration without `device` (where it ran).
+    /// resolved configuration without `device` (where it ran), and without
+    /// `adapter` when that is the default (so that experiments recorded
+    /// before the table existed are the same experiments).
     pub fn identity(config: &serde_json::Value) -> serde_json::Value {
         let mut v = config.clone();
         if let Some(m) = v.as_object_mut() {
             m.remove("device");
+            let default = serde_json::to_value(super::adapter::AdapterCfg::default())
+                .expect("config serialises");
+            if m.get("adapter") == Some(&default) {
+                m.remove("adapter");
+            }
         }
         v
     }
@@ -786,6 +796,7 @@ impl Experiment {
     fn check(&self, origin: &str) -> Result<(), ConfigError> {
         crate::nn::parse_device(&self.device)
             .map_err(|e| invalid(origin, format!("`device`: {e}")))?;
+        self.adapter.check().map_err(|e| invalid(origin, e))?;
         let d = &self.distill;
         // Synthetic data is written to disk, image by image: a size beyond
         // the bound would fill it, and 0 would fail only once the run began.

@@ -111,7 +111,12 @@ pub(super) fn distill_loc(
         let mut spans = Vec::new();
         for ((s, c), px) in steps.iter().zip(&cands).zip(&pixels) {
             for d in c {
-                let q = adapter::verification_queries(&s.question, &candidate_crop(px, d), tside);
+                let q = adapter::verification_queries(
+                    &exp.adapter,
+                    &s.question,
+                    &candidate_crop(px, d),
+                    tside,
+                );
                 spans.push(q.len());
                 queries.extend(q);
             }

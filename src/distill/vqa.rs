@@ -66,7 +66,14 @@ pub(super) fn distill_vqa(
         |steps: &[StepSample], mode: Pointer, images: &mut Images| -> Result<Labels, RunError> {
             let mut adapted: Vec<Option<Adapted>> = Vec::with_capacity(steps.len());
             for s in steps {
-                adapted.push(adapter::adapt(cx.task, s, mode, images, tside)?);
+                adapted.push(adapter::adapt(
+                    &exp.adapter,
+                    cx.task,
+                    s,
+                    mode,
+                    images,
+                    tside,
+                )?);
             }
             let queries: Vec<Example> = adapted
                 .iter()

@@ -121,9 +121,16 @@ fn adapter_rewrites_gqa_steps_in_every_pointer_mode() {
         let a: Vec<_> = steps
             .iter()
             .map(|s| {
-                adapter::adapt(Task::Gqa, s, mode, &mut images, 32)
-                    .unwrap()
-                    .unwrap()
+                adapter::adapt(
+                    &adapter::AdapterCfg::default(),
+                    Task::Gqa,
+                    s,
+                    mode,
+                    &mut images,
+                    32,
+                )
+                .unwrap()
+                .unwrap()
             })
             .collect();
         for x in &a {
@@ -138,9 +145,16 @@ fn adapter_rewrites_gqa_steps_in_every_pointer_mode() {
         );
         // name+box shows the whole source image with the box drawn; the
         // other modes the crop.
-        let whole = adapter::adapt(Task::Gqa, &steps[0], mode, &mut images, 64)
-            .unwrap()
-            .unwrap();
+        let whole = adapter::adapt(
+            &adapter::AdapterCfg::default(),
+            Task::Gqa,
+            &steps[0],
+            mode,
+            &mut images,
+            64,
+        )
+        .unwrap()
+        .unwrap();
         let px = &whole.queries[0].images[0];
         let at = |x: usize, y: usize| px[y * 64 + x]; // red channel
         if mode == Pointer::NameBox {
@@ -202,9 +216,16 @@ fn adapter_turns_nlvr2_steps_into_statements_and_soft_labels() {
     assert_eq!(steps.len(), 2);
     let mut images = Images::default();
     for mode in Pointer::ALL {
-        let count = adapter::adapt(Task::Nlvr2, &steps[0], mode, &mut images, 16)
-            .unwrap()
-            .unwrap();
+        let count = adapter::adapt(
+            &adapter::AdapterCfg::default(),
+            Task::Nlvr2,
+            &steps[0],
+            mode,
+            &mut images,
+            16,
+        )
+        .unwrap()
+        .unwrap();
         let texts: Vec<&str> = count.queries.iter().map(|q| q.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -220,9 +241,16 @@ fn adapter_turns_nlvr2_steps_into_statements_and_soft_labels() {
         assert_eq!(count.queries[0].images.len(), 2);
         assert!(count.queries[0].images[0][0] < count.queries[0].images[1][0]);
         assert!(!count.rewritten);
-        let exist = adapter::adapt(Task::Nlvr2, &steps[1], mode, &mut images, 16)
-            .unwrap()
-            .unwrap();
+        let exist = adapter::adapt(
+            &adapter::AdapterCfg::default(),
+            Task::Nlvr2,
+            &steps[1],
+            mode,
+            &mut images,
+            16,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(exist.queries.len(), 1);
         assert_eq!(exist.queries[0].text, "The left image contains a red cube.");
         assert_eq!(exist.combine, Combine::Exists);
@@ -857,5 +885,118 @@ fn duplicate_eval_tasks_are_refused_before_anything_runs() {
         assert!(!err.contains("Mailbox"), "{err}");
         assert!(!d.path().join("st").exists(), "nothing ran, no store made");
         assert!(t.elapsed().as_secs() < 30, "refused at once");
+    }
+}
+
+/// Issue 19: the adapters' words come from the experiment's `[adapter]`
+/// table: counting and existence rules, the count range and plurals of
+/// another world; a question no rule covers stays unlabelled.
+#[test]
+fn the_adapter_speaks_the_words_of_the_experiments_adapter_table() {
+    let d = tempfile::tempdir().unwrap();
+    let left = write_image(&d.path().join("l.png"), 10);
+    let right = write_image(&d.path().join("r.png"), 200);
+    let (job, outcome) = traced(
+        Task::Nlvr2,
+        "ANSWER0=VQA(image=LEFT,question='How many mice do you see?')\nANSWER1=VQA(image=RIGHT,question='Can you see a dog?')\nANSWER2=VQA(image=RIGHT,question='Is there a red cube in the image?')\nANSWER3=EVAL(expr='{ANSWER0} == 2')\nFINAL_ANSWER=RESULT(var=ANSWER3)",
+        vec![("LEFT".into(), left), ("RIGHT".into(), right)],
+    );
+    let steps = adapter::steps_of(&job, &outcome);
+    assert_eq!(steps.len(), 3);
+    let exp = Experiment::parse(
+        r#"
+[adapter]
+verify = "Do you see {object} here?"
+verify_with = []
+count = [["how many {noun} do you see", "In the {side} photo there are exactly {k} {noun}."]]
+counts = [1, 3]
+exists = [["can you see {what}", "The {side} photo shows {what}."]]
+plurals = { mice = "mouse" }
+"#,
+        "adapter.toml",
+    )
+    .unwrap();
+    let cfg = &exp.adapter;
+    let mut images = Images::default();
+    let count = adapter::adapt(cfg, Task::Nlvr2, &steps[0], Pointer::Name, &mut images, 16)
+        .unwrap()
+        .unwrap();
+    let texts: Vec<&str> = count.queries.iter().map(|q| q.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "In the left photo there are exactly 1 mouse.",
+            "In the left photo there are exactly 2 mice.",
+            "In the left photo there are exactly 3 mice.",
+        ]
+    );
+    assert_eq!(count.combine, Combine::Counts(vec![1, 2, 3]));
+    let exists = adapter::adapt(cfg, Task::Nlvr2, &steps[1], Pointer::Name, &mut images, 16)
+        .unwrap()
+        .unwrap();
+    assert_eq!(exists.queries[0].text, "The right photo shows a dog.");
+    // The default wording is not this experiment's: unlabelled, not guessed.
+    assert!(
+        adapter::adapt(cfg, Task::Nlvr2, &steps[2], Pointer::Name, &mut images, 16)
+            .unwrap()
+            .is_none()
+    );
+    // The LOC verification question, with no attribute words: the name alone.
+    let crop = image::RgbImage::new(8, 8);
+    let q = adapter::verification_queries(cfg, "white mouse", &crop, 16);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].text, "Do you see white mouse here?");
+    // The default table asks once per colour when the name has none.
+    let q = adapter::verification_queries(&Default::default(), "circle", &crop, 16);
+    assert_eq!(q.len(), visprog_distiller::data::world::COLORS.len());
+    assert_eq!(
+        q[0].text,
+        format!(
+            "Is there a {} circle?",
+            visprog_distiller::data::world::COLORS[0]
+        )
+    );
+    // A bad table is refused naming its key; the default leaves the
+    // experiment's identity (and so a sweep's id) as it was.
+    for (set, says) in [
+        ("adapter.counts=[3, 1]", "`adapter.counts`"),
+        ("adapter.verify='Is it there?'", "`adapter.verify`"),
+    ] {
+        let err = Experiment::default()
+            .with_overrides(&[set.to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{set}: {err}");
+    }
+    let plain = serde_json::to_value(Experiment::default()).unwrap();
+    assert!(Experiment::identity(&plain).get("adapter").is_none());
+    assert!(Experiment::identity(&serde_json::to_value(&exp).unwrap())
+        .get("adapter")
+        .is_some());
+}
+
+/// A sweep's id hashes what the experiment is, not where it runs nor a
+/// default `[adapter]` table added later: the two shipped sweeps keep the
+/// ids their stores know them by (docs/results.md), whatever `device`.
+#[test]
+fn the_shipped_sweeps_keep_their_ids() {
+    use visprog_distiller::distill::sweep::sweep_id;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    for (file, id) in [
+        ("ablation-pointer.toml", "e9ea741b"),
+        ("size-curve.toml", "f9313753"),
+    ] {
+        let e = Experiment::load(&root.join(file)).unwrap();
+        assert!(
+            sweep_id(&e).to_string().starts_with(id),
+            "{file}: {}",
+            sweep_id(&e)
+        );
+        let gpu = e.with_overrides(&["device=cuda:1".to_string()]).unwrap();
+        assert_eq!(sweep_id(&gpu), sweep_id(&e));
+        let other = e
+            .with_overrides(&["adapter.counts=[0, 5]".to_string()])
+            .unwrap();
+        assert_ne!(sweep_id(&other), sweep_id(&e));
     }
 }
