@@ -265,9 +265,9 @@ pub fn loc_steps_of(job: &Job, outcome: &ExampleOutcome) -> Vec<StepSample> {
 }
 
 /// What the adapters say to a teacher, from the experiment's `[adapter]`
-/// table (the defaults speak the synthetic world's words). Patterns hold
-/// one placeholder: `{object}`, `{noun}`, `{what}`; statements also
-/// `{side}` (left or right) and `{k}`.
+/// table (the defaults speak the synthetic world's words). Each pattern
+/// has one slot, filled from the step: `{object}`, `{noun}` or `{what}`;
+/// statements also take `{side}` (left or right) and `{k}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdapterCfg {
@@ -353,7 +353,8 @@ impl AdapterCfg {
     }
 }
 
-/// What fills `{ph}` when `text` matches `pattern` (one placeholder).
+/// The text that fills the slot `{ph}` when `text` matches `pattern`
+/// (a pattern has one slot).
 fn fill_of<'a>(pattern: &str, ph: &str, text: &'a str) -> Option<&'a str> {
     let (pre, post) = pattern.split_once(ph)?;
     let mid = text.strip_prefix(pre)?.strip_suffix(post)?;

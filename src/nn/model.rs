@@ -145,6 +145,23 @@ impl Sidecar {
         Ok(())
     }
 
+    /// Checks `image_size` (8 pixels at least) and `max_len` (1 token at
+    /// least), naming the field.
+    pub fn check_sizes(&self) -> Result<(), NnError> {
+        if self.image_size < 8 {
+            return Err(NnError::Checkpoint(format!(
+                "sidecar `image_size`: {} (8 pixels at least)",
+                self.image_size
+            )));
+        }
+        if self.max_len == 0 {
+            return Err(NnError::Checkpoint(
+                "sidecar `max_len`: 0 (1 token at least)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The image normalisation, `None` for vpd's own.
     pub fn norm(&self) -> Result<Option<Norm>, NnError> {
         use crate::data::images::{MEAN, STD};
@@ -346,15 +363,7 @@ impl Model {
                 sidecar.kind
             )));
         }
-        if sidecar.image_size < 8 {
-            return Err(bad(format!(
-                "sidecar `image_size`: {} (8 pixels at least)",
-                sidecar.image_size
-            )));
-        }
-        if sidecar.max_len == 0 {
-            return Err(bad("sidecar `max_len`: 0 (1 token at least)".into()));
-        }
+        sidecar.check_sizes()?;
         if sidecar.answers.is_empty() {
             return Err(bad("sidecar `answers`: none given".into()));
         }

@@ -46,15 +46,7 @@ impl ScriptLoc {
                 sidecar.kind
             )));
         }
-        if sidecar.image_size < 8 {
-            return Err(bad(format!(
-                "sidecar `image_size`: {} (8 pixels at least)",
-                sidecar.image_size
-            )));
-        }
-        if sidecar.max_len == 0 {
-            return Err(bad("sidecar `max_len`: 0 (1 token at least)".into()));
-        }
+        sidecar.check_sizes()?;
         if !sidecar.answers.is_empty() {
             return Err(bad(
                 "sidecar `answers`: a LOC module returns boxes and scores, not answers; remove the field".into(),

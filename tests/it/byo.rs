@@ -95,18 +95,50 @@ fn make_loc(
     threshold: f32,
     bad: bool,
 ) -> (PathBuf, PathBuf) {
+    let extra = [
+        bias.to_string(),
+        threshold.to_string(),
+        if bad { "bad" } else { "good" }.to_string(),
+    ];
+    scripted(python, dir, stem, V2_LOC, &extra)
+}
+
+/// Writes `source` beside the module and runs it with the venv's Python
+/// as `source STEM.pt STEM.json EXTRA...`; the archive and the sidecar.
+fn scripted(
+    python: &Path,
+    dir: &Path,
+    stem: &str,
+    source: &str,
+    extra: &[String],
+) -> (PathBuf, PathBuf) {
     let (pt, side, py) = (
         dir.join(format!("{stem}.pt")),
         dir.join(format!("{stem}.json")),
-        dir.join("make_v2_loc.py"),
+        dir.join(format!("make_{stem}.py")),
     );
-    std::fs::write(&py, V2_LOC).unwrap();
+    std::fs::write(&py, source).unwrap();
+    run_python(
+        python,
+        &py,
+        &[pt.to_str().unwrap(), side.to_str().unwrap()],
+        extra,
+    );
+    (pt, side)
+}
+
+/// Runs a Python script, asserting it succeeded; its output.
+fn run_python(
+    python: &Path,
+    script: &Path,
+    args: &[&str],
+    extra: &[String],
+) -> std::process::Output {
     let out = std::process::Command::new(python)
         .args(["-W", "ignore"])
-        .arg(&py)
-        .args([pt.to_str().unwrap(), side.to_str().unwrap()])
-        .args([bias.to_string(), threshold.to_string()])
-        .arg(if bad { "bad" } else { "good" })
+        .arg(script)
+        .args(args)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -114,7 +146,7 @@ fn make_loc(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (pt, side)
+    out
 }
 
 fn answers() -> serde_json::Value {
@@ -136,25 +168,13 @@ fn make(
     kind: &str,
     answers: &serde_json::Value,
 ) -> (PathBuf, PathBuf) {
-    let (pt, side, py) = (
-        dir.join(format!("{stem}.pt")),
-        dir.join(format!("{stem}.json")),
-        dir.join("make_v2.py"),
-    );
-    std::fs::write(&py, V2).unwrap();
-    let out = std::process::Command::new(python)
-        .args(["-W", "ignore"])
-        .arg(&py)
-        .args([pt.to_str().unwrap(), side.to_str().unwrap(), kind])
-        .arg(answers.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (pt, side)
+    scripted(
+        python,
+        dir,
+        stem,
+        V2,
+        &[kind.to_string(), answers.to_string()],
+    )
 }
 
 fn import(dir: &Path, module: &str, pt: &Path, side: &Path) -> std::process::Output {
@@ -477,19 +497,15 @@ fn a_pretrained_minilm_student_is_imported_evaluated_distilled_and_versioned() {
         ("minilm-vqa", "vqa-student"),
         ("minilm-teacher", "gqa-teacher"),
     ] {
-        let out = std::process::Command::new(&python)
-            .args(["-W", "ignore"])
-            .arg(&script)
-            .arg(&minilm)
-            .arg(p.join(stem))
-            .arg(kind)
-            .arg(answers().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_python(
+            &python,
+            &script,
+            &[
+                minilm.to_str().unwrap(),
+                p.join(stem).to_str().unwrap(),
+                kind,
+            ],
+            &[answers().to_string()],
         );
         let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(said["parameters"].as_u64().unwrap() > 22_000_000, "{said}");
