@@ -52,6 +52,73 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     }
 }
 
+/// `f(i)` for every `i` in `0..n`, on every core (examples draw from
+/// their own seeded generator, so the output does not depend on the
+/// threads), results in index order; the error of the lowest index that
+/// failed wins and stops the others early. `progress(done)` is called on
+/// this thread.
+fn par_map<T: Send>(
+    n: usize,
+    f: impl Fn(usize) -> Result<T, DataError> + Sync,
+    progress: &dyn Fn(usize),
+) -> Result<Vec<T>, DataError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const BLOCK: usize = 8;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(8)
+        .min(n.div_ceil(BLOCK).max(1));
+    let (next, done, stop) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicBool::new(false),
+    );
+    let work = || {
+        let mut out: Vec<(usize, Result<T, DataError>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(BLOCK, Ordering::Relaxed);
+            if start >= n || stop.load(Ordering::Relaxed) {
+                return out;
+            }
+            for i in start..(start + BLOCK).min(n) {
+                let r = f(i);
+                let failed = r.is_err();
+                out.push((i, r));
+                if failed {
+                    stop.store(true, Ordering::Relaxed);
+                    return out;
+                }
+            }
+            done.fetch_add((start + BLOCK).min(n) - start, Ordering::Relaxed);
+        }
+    };
+    let mut all = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads).map(|_| sc.spawn(work)).collect();
+        // This thread reports progress while the workers render.
+        while !workers.iter().all(|h| h.is_finished()) {
+            progress(done.load(Ordering::Relaxed).min(n));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        progress(done.load(Ordering::Relaxed).min(n));
+        let mut all = Vec::with_capacity(n);
+        for h in workers {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                Err(_) => all.push((
+                    0,
+                    Err(DataError::Generator("a rendering thread panicked".into())),
+                )),
+            }
+        }
+        all
+    });
+    all.sort_by_key(|(i, _)| *i);
+    if let Some(pos) = all.iter().position(|(_, r)| r.is_err()) {
+        return Err(all.swap_remove(pos).1.err().expect("an error"));
+    }
+    Ok(all.into_iter().filter_map(|(_, r)| r.ok()).collect())
+}
+
 fn mkdir(p: &Path) -> Result<(), DataError> {
     std::fs::create_dir_all(p).map_err(io(p))
 }
@@ -171,17 +238,14 @@ fn write_gqa(
         mkdir(&out.join(d))?;
     }
     let total = cfg.n * SPLITS.len();
-    let mut done = 0;
     let mut report = SynthReport {
         config: cfg,
         examples: BTreeMap::new(),
         images: 0,
     };
     let fams = synth_gqa::FAMILIES;
-    for split in SPLITS {
-        let mut questions: BTreeMap<String, Question> = BTreeMap::new();
-        let mut graphs: BTreeMap<String, SceneGraph> = BTreeMap::new();
-        for i in 0..cfg.n {
+    for (k, &split) in SPLITS.iter().enumerate() {
+        let one = |i: usize| -> Result<(String, SceneGraph, String, Question), DataError> {
             let fam = &fams[i % fams.len()];
             let target = fam.answers[(i / fams.len()) % fam.answers.len()];
             let mut rng = Rng::new(cfg.seed, &format!("gqa/{split}/{i}"));
@@ -254,11 +318,15 @@ fn write_gqa(
             };
             let img = render::render(&scene, &style, cfg.size, &mut rng);
             save_png(&img, &out.join("images").join(format!("{image_id}.png")))?;
+            Ok((image_id, graph, qid, q))
+        };
+        let made = par_map(cfg.n, one, &|d| progress(k * cfg.n + d, total))?;
+        let mut questions: BTreeMap<String, Question> = BTreeMap::new();
+        let mut graphs: BTreeMap<String, SceneGraph> = BTreeMap::new();
+        for (image_id, graph, qid, q) in made {
             report.images += 1;
             graphs.insert(image_id, graph);
             questions.insert(qid, q);
-            done += 1;
-            progress(done, total);
         }
         // The published format keys each question by id; the id is not a field.
         let as_map: BTreeMap<&String, &Question> = questions.iter().collect();
@@ -293,19 +361,16 @@ fn write_nlvr2(
 ) -> Result<SynthReport, DataError> {
     let style = render::NLVR2;
     let total = cfg.n * SPLITS.len();
-    let mut done = 0;
     let mut report = SynthReport {
         config: cfg,
         examples: BTreeMap::new(),
         images: 0,
     };
     let fams = synth_nlvr2::FAMILIES;
-    for split in SPLITS {
+    for (k, &split) in SPLITS.iter().enumerate() {
         let img_dir = out.join("images").join(split);
         mkdir(&img_dir)?;
-        let mut lines = String::new();
-        let mut scenes: BTreeMap<String, PairScenes> = BTreeMap::new();
-        for i in 0..cfg.n {
+        let one = |i: usize| -> Result<(String, PairScenes, String), DataError> {
             let fam = fams[i % fams.len()];
             let label = (i / fams.len()).is_multiple_of(2);
             let mut rng = Rng::new(cfg.seed, &format!("nlvr2/{split}/{i}"));
@@ -332,19 +397,25 @@ fn write_nlvr2(
             for (k, s) in [&l, &r].into_iter().enumerate() {
                 let img = render::render(s, &style, cfg.size, &mut rng);
                 save_png(&img, &img_dir.join(format!("{prefix}-img{k}.png")))?;
-                report.images += 1;
             }
-            scenes.insert(
-                prefix.clone(),
-                PairScenes {
-                    left: scene_graph(&l, cfg.size, &format!("{prefix}-0-")),
-                    right: scene_graph(&r, cfg.size, &format!("{prefix}-1-")),
-                },
-            );
-            lines.push_str(&serde_json::to_string(&ex).expect("serialises"));
+            let pair = PairScenes {
+                left: scene_graph(&l, cfg.size, &format!("{prefix}-0-")),
+                right: scene_graph(&r, cfg.size, &format!("{prefix}-1-")),
+            };
+            Ok((
+                prefix,
+                pair,
+                serde_json::to_string(&ex).expect("serialises"),
+            ))
+        };
+        let made = par_map(cfg.n, one, &|d| progress(k * cfg.n + d, total))?;
+        let mut lines = String::new();
+        let mut scenes: BTreeMap<String, PairScenes> = BTreeMap::new();
+        for (prefix, pair, line) in made {
+            report.images += 2;
+            scenes.insert(prefix, pair);
+            lines.push_str(&line);
             lines.push('\n');
-            done += 1;
-            progress(done, total);
         }
         let p = out.join(format!("{split}.json"));
         std::fs::write(&p, lines).map_err(io(&p))?;
@@ -406,22 +477,19 @@ fn write_generic(
 ) -> Result<SynthReport, DataError> {
     let style: DomainStyle = render::GENERIC;
     let total = cfg.n * SPLITS.len();
-    let mut done = 0;
     let mut report = SynthReport {
         config: cfg,
         examples: BTreeMap::new(),
         images: 0,
     };
-    for split in SPLITS {
+    for (k, &split) in SPLITS.iter().enumerate() {
         let dir = out.join("images").join(split);
         mkdir(&dir)?;
-        let mut lines = String::new();
-        let mut count = 0;
-        for i in 0..cfg.n {
+        let one = |i: usize| -> Result<Option<Vec<GenericRecord>>, DataError> {
             let mut rng = Rng::new(cfg.seed, &format!("generic/{split}/{i}"));
             let scene = Scene::random(&mut rng, 1, 4, style.scale);
             if scene.objects.is_empty() {
-                continue;
+                return Ok(None);
             }
             let img = render::render(&scene, &style, cfg.size, &mut rng);
             let name = format!("images/{split}/g{i:06}.png");
@@ -527,18 +595,52 @@ fn write_generic(
                 answer: Some(a),
                 boxes: vec![],
             });
+            Ok(Some(recs))
+        };
+        let made = par_map(cfg.n, one, &|d| progress(k * cfg.n + d, total))?;
+        let mut lines = String::new();
+        let mut count = 0;
+        for recs in made.into_iter().flatten() {
             for r in &recs {
                 lines.push_str(&serde_json::to_string(r).expect("serialises"));
                 lines.push('\n');
             }
             count += recs.len();
             report.images += 2;
-            done += 1;
-            progress(done, total);
         }
         let p = out.join(format!("{split}.jsonl"));
         std::fs::write(&p, lines).map_err(io(&p))?;
         report.examples.insert(split.into(), count);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_map_keeps_the_order_and_reports_the_first_failure() {
+        let got = par_map(1000, |i| Ok(i * i), &|_| {}).unwrap();
+        assert_eq!(got, (0..1000).map(|i| i * i).collect::<Vec<_>>());
+        let failed = par_map(
+            1000,
+            |i| {
+                if i == 37 || i == 900 {
+                    Err(DataError::Generator(format!("example {i}")))
+                } else {
+                    Ok(i)
+                }
+            },
+            &|_| {},
+        );
+        assert!(matches!(failed, Err(DataError::Generator(m)) if m == "example 37"));
+        let seen = std::cell::Cell::new(0);
+        par_map(20, Ok, &|d| seen.set(d)).unwrap();
+        assert_eq!(
+            seen.get(),
+            20,
+            "the last progress call counts every example"
+        );
+    }
 }

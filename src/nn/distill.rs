@@ -110,6 +110,27 @@ pub fn agreement(model: &Model, dev: &[SoftExample]) -> f64 {
     model.evaluate(&ex).0
 }
 
+/// The parent's class probabilities on `xs` (inputs as the student takes
+/// them), one row per example, on the student's device.
+fn parent_probs(parent: &Model, student: &Model, xs: &[Example]) -> Result<Tensor, NnError> {
+    let mut parts = Vec::new();
+    tch::no_grad(|| -> Result<(), NnError> {
+        for chunk in xs.chunks(256) {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let (x, t, _) = student.batch(&refs);
+            parts.push(parent.logits(&x, &t)?.softmax(-1, Kind::Float));
+        }
+        Ok(())
+    })?;
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// Row indices as an index tensor on `like`'s device.
+fn rows(ix: &[usize], like: &Tensor) -> Tensor {
+    let ix: Vec<i64> = ix.iter().map(|i| *i as i64).collect();
+    Tensor::from_slice(&ix).to_device(like.device())
+}
+
 fn soft_kl(student_logits: &Tensor, target_probs: &Tensor, t: f64) -> Tensor {
     // The teacher's probabilities at temperature T: p^(1/T), renormalised.
     let p = (target_probs.clamp_min(1e-8).log() / t).softmax(-1, Kind::Float);
@@ -164,6 +185,19 @@ pub fn distill(
     report.dev_agreement.push(report.best_dev_agreement);
     let mut best: Option<Vec<u8>> = None;
     let b = cfg.batch.max(1);
+    let use_replay =
+        (cfg.replay_weight > 0.0 || cfg.self_distill_weight > 0.0) && !replay.is_empty();
+    // The parent is frozen: its distributions on the replay and anchor
+    // examples are computed once, not at every step they are drawn.
+    let self_distill = parent.filter(|_| cfg.self_distill_weight > 0.0);
+    let replay_parent = match self_distill {
+        Some(p) if use_replay => Some(parent_probs(p, student, replay)?),
+        _ => None,
+    };
+    let anchor_parent = match self_distill {
+        Some(p) if !keep.anchor.is_empty() => Some(parent_probs(p, student, keep.anchor)?),
+        _ => None,
+    };
     for epoch in 1..=cfg.epochs {
         rng.shuffle(&mut order);
         let (mut total, mut steps) = (0.0, 0);
@@ -183,39 +217,38 @@ pub fn distill(
             if cfg.ce_weight > 0.0 {
                 loss = loss + logits.cross_entropy_for_logits(&y) * cfg.ce_weight;
             }
-            let use_replay = cfg.replay_weight > 0.0 || cfg.self_distill_weight > 0.0;
-            if use_replay && !replay.is_empty() {
-                let rx: Vec<&Example> = (0..b)
+            // The replay and anchor examples go through the student in
+            // passes of their own: one pass over all three is the same sum
+            // but was measured about a fifth slower on 2 CPU cores.
+            if use_replay {
+                let drawn: Vec<usize> = (0..b)
                     .map(|_| {
-                        let e = &replay[replay_order[next_replay % replay_order.len()]];
                         next_replay += 1;
-                        e
+                        replay_order[(next_replay - 1) % replay_order.len()]
                     })
                     .collect();
+                let rx: Vec<&Example> = drawn.iter().map(|j| &replay[*j]).collect();
                 let (rimg, rtok, ry) = student.batch(&rx);
                 let rlogits = student.logits(&rimg, &rtok)?;
                 if cfg.replay_weight > 0.0 {
                     loss = loss + rlogits.cross_entropy_for_logits(&ry) * cfg.replay_weight;
                 }
-                if let (Some(p), true) = (parent, cfg.self_distill_weight > 0.0) {
-                    let pp = tch::no_grad(|| p.logits(&rimg, &rtok))?.softmax(-1, Kind::Float);
+                if let Some(pp) = &replay_parent {
+                    let pp = pp.index_select(0, &rows(&drawn, pp));
                     loss = loss + soft_kl(&rlogits, &pp, cfg.temperature) * cfg.self_distill_weight;
                 }
             }
-            if let (Some(p), true) = (
-                parent,
-                cfg.self_distill_weight > 0.0 && !keep.anchor.is_empty(),
-            ) {
-                let ax: Vec<&Example> = (0..b)
+            if let Some(pp) = &anchor_parent {
+                let drawn: Vec<usize> = (0..b)
                     .map(|_| {
-                        let e = &keep.anchor[anchor_order[next_anchor % anchor_order.len()]];
                         next_anchor += 1;
-                        e
+                        anchor_order[(next_anchor - 1) % anchor_order.len()]
                     })
                     .collect();
+                let ax: Vec<&Example> = drawn.iter().map(|j| &keep.anchor[*j]).collect();
                 let (aimg, atok, _) = student.batch(&ax);
                 let alogits = student.logits(&aimg, &atok)?;
-                let pp = tch::no_grad(|| p.logits(&aimg, &atok))?.softmax(-1, Kind::Float);
+                let pp = pp.index_select(0, &rows(&drawn, pp));
                 loss = loss + soft_kl(&alogits, &pp, cfg.temperature) * cfg.self_distill_weight;
             }
             opt.backward_step(&loss);
