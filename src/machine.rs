@@ -15,7 +15,24 @@ pub struct Machine {
     pub avx2: bool,
     /// Whether it has AVX-512 (foundation).
     pub avx512: bool,
+    /// libtorch's intra-op threads when the figure was taken (none in
+    /// records of vpd versions that did not keep it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// The environment variables that hold libtorch's kernels below what the
+    /// CPU has (`ONEDNN_MAX_CPU_ISA=AVX2`, ...), as `NAME=value`; empty when
+    /// none is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isa_limits: Vec<String>,
 }
+
+/// The variables with which oneDNN, MKL and ATen are told to use fewer
+/// vector extensions than the CPU has.
+pub const ISA_LIMIT_VARS: [&str; 3] = [
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ATEN_CPU_CAPABILITY",
+];
 
 impl Machine {
     /// This machine.
@@ -42,6 +59,16 @@ impl Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             avx2,
             avx512,
+            threads: Some(crate::nn::threads()),
+            isa_limits: ISA_LIMIT_VARS
+                .iter()
+                .filter_map(|k| {
+                    std::env::var(k)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| format!("{k}={v}"))
+                })
+                .collect(),
         }
     }
 
@@ -64,7 +91,14 @@ impl std::fmt::Display for Machine {
             self.cores,
             self.cpu,
             self.vectors()
-        )
+        )?;
+        if let Some(t) = self.threads {
+            write!(f, ", {t} torch thread{}", if t == 1 { "" } else { "s" })?;
+        }
+        if !self.isa_limits.is_empty() {
+            write!(f, ", kernels held by {}", self.isa_limits.join(" "))?;
+        }
+        Ok(())
     }
 }
 
@@ -83,7 +117,23 @@ mod tests {
             cores: 2,
             avx2: false,
             avx512: false,
+            threads: None,
+            isa_limits: vec![],
         };
         assert_eq!(none.to_string(), "2 core(s), x, no AVX2");
+        let held = Machine {
+            threads: Some(1),
+            isa_limits: vec!["ONEDNN_MAX_CPU_ISA=AVX2".into()],
+            ..none.clone()
+        };
+        assert_eq!(
+            held.to_string(),
+            "2 core(s), x, no AVX2, 1 torch thread, kernels held by ONEDNN_MAX_CPU_ISA=AVX2"
+        );
+        // A record of an older vpd (no threads, no limits) still reads.
+        let old: Machine =
+            serde_json::from_str(r#"{"cpu":"x","cores":2,"avx2":true,"avx512":false}"#).unwrap();
+        assert_eq!(old.to_string(), "2 core(s), x, AVX2 only");
+        assert!(Machine::this().threads.is_some_and(|t| t >= 1));
     }
 }
