@@ -852,7 +852,17 @@ pub fn run_array_task(
         tstore.display()
     );
     watch_sigterm(store.clone(), dir.to_path_buf(), index)?;
-    match super::run_trial(&store, exp, Some(id), threads, progress) {
+    let outcome = super::run_trial(&store, exp, Some(id), threads, progress);
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        // The signal thread has recorded the interrupt and is ending the
+        // process; an error here is a consequence of that exit (libtorch's
+        // globals torn down under a running trainer), not a failure of the
+        // trial, and must not overwrite "interrupted".
+        loop {
+            std::thread::park();
+        }
+    }
+    match outcome {
         Ok(r) => {
             write_state(
                 dir,
@@ -879,6 +889,9 @@ pub fn run_array_task(
     }
 }
 
+/// Set by [`watch_sigterm`]'s thread before it records the interrupt.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// On SIGTERM: the trial's run and state say interrupted, then the process
 /// exits (143). sled survives an exit at any moment, so a version being
 /// written either is there whole or not at all.
@@ -891,6 +904,7 @@ fn watch_sigterm(store: Store, dir: PathBuf, index: usize) -> Result<(), SlurmEr
         })?;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
             let why = format!(
                 "{name} received (Slurm: scancel, the time limit or preemption); the trial stopped before it finished"

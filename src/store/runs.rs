@@ -133,6 +133,11 @@ impl Store {
         error: Option<String>,
     ) -> Result<Run, StoreError> {
         let mut run = self.run(&id.to_string())?;
+        if run.status == RunStatus::Interrupted && status == RunStatus::Failed {
+            // A run stopped by a signal fails on its way out (the process
+            // is exiting under it): the interrupt is what happened.
+            return Ok(run);
+        }
         run.status = status;
         run.error = error;
         run.ended_at = Some(Utc::now());

@@ -349,8 +349,12 @@ fn a_promoted_version_found_to_regress_later_is_named_and_rolled_back() {
     );
     // A second one trained harder, with nothing to hold it near its parent
     // (no replay, no self-distillation, no early stopping): its gate on
-    // NLVR2 passes too and the alias moves to it.
+    // NLVR2 passes too and the alias moves to it. That gate allows 25
+    // points: at n=40 its NLVR2 change is within a coin's noise, and CPUs
+    // that order float sums differently trained it to -12.5 (a 2-core
+    // Xeon) where the AMD EPYC got less.
     let r2 = run(&[
+        "gate.max_drop=25",
         "seed=1",
         "distill.replay=0",
         "distill.self_distill=0",
