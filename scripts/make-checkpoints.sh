@@ -24,10 +24,16 @@ for m in vqa:base:vqa loc:base:loc gqa-teacher:teacher:gqa-teacher; do
   "$vpd" --store "$store" store export --force "$module@$alias" "$out/$file.ckpt"
 done
 "$vpd" --store "$store" versions --json > "$store/versions.json"
-made_by="vpd $(git describe --always --dirty) on $("$vpd" doctor --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("machine") or "")')"
-python3 - "$store/versions.json" "$out" "$made_by" <<'PY'
+"$vpd" doctor --json > "$store/doctor.json"
+made_by="vpd $(git describe --always --dirty) on $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("machine") or "")' "$store/doctor.json")"
+python3 - "$store/versions.json" "$out" "$made_by" "$store/doctor.json" <<'PY'
 import hashlib, json, sys
 versions, out, made_by = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+doctor = json.load(open(sys.argv[4]))
+# Where the recipe gives these very bytes again: this machine line (CPU,
+# cores, vector extensions, torch threads) and libtorch. tests/it/shipped.rs
+# demands the same bytes there and the recipe's seed spread elsewhere.
+same_bytes_on = {"machine": doctor["machine"], "libtorch": doctor["libtorch"]["version"].split("+")[0]}
 entries = []
 for module, alias, file in [("vqa", "base", "vqa"), ("loc", "base", "loc"), ("gqa-teacher", "teacher", "gqa-teacher")]:
     v = next(v for v in versions if v["module"] == module and v["number"] == 1)
@@ -35,6 +41,6 @@ for module, alias, file in [("vqa", "base", "vqa"), ("loc", "base", "loc"), ("gq
     entries.append({"module": module, "alias": alias, "file": f"{file}.ckpt",
                     "sha256": hashlib.sha256(data).hexdigest(), "data": v["data"],
                     "config": v["config"], "metrics": v["metrics"]})
-json.dump({"made_by": made_by, "versions": entries}, open(f"{out}/manifest.json", "w"), indent=1)
+json.dump({"made_by": made_by, "same_bytes_on": same_bytes_on, "versions": entries}, open(f"{out}/manifest.json", "w"), indent=1)
 print(f"wrote {out}/manifest.json: " + ", ".join(f"{e['module']}@{e['alias']} ({e['sha256'][:12]})" for e in entries))
 PY

@@ -52,6 +52,14 @@ fn the_shipped_checkpoints_are_what_their_manifest_says() {
         m["made_by"].as_str().unwrap().contains("core(s)"),
         "names its machine"
     );
+    assert!(
+        m["same_bytes_on"]["machine"]
+            .as_str()
+            .unwrap()
+            .contains("torch thread"),
+        "names the machine kind that gives the same bytes, threads included"
+    );
+    assert!(m["same_bytes_on"]["libtorch"].is_string());
 }
 
 /// The quickstart's recipe with a small distillation: every base version
@@ -128,9 +136,25 @@ fn a_run_with_the_quickstarts_recipe_takes_the_shipped_checkpoints() {
     assert_eq!(j["pretrained"], serde_json::json!(["vqa@1"]));
 }
 
-/// The shipped checkpoints re-derived from their recorded recipe: the same
-/// accuracy (on the same kind of machine the same weights; on another, the
-/// same within a point or two).
+/// What the quickstart's pre-training recipe gives across training seeds
+/// 0-4 (data seed 0): the lowest and highest value of each metric, measured
+/// on the 2-core AMD EPYC (AVX-512, libtorch 2.11.0, 2 threads) that
+/// re-derives the shipped bytes (docs/developer.md has the table). Seed 0
+/// is the shipped one.
+const SEED_SPREAD: [(&str, &str, f64, f64); 4] = [
+    ("vqa", "test_accuracy", 74.29, 79.56),
+    ("loc", "test_recall", 82.28, 94.64),
+    ("loc", "test_precision", 34.80, 40.43),
+    ("gqa-teacher", "test_accuracy", 48.46, 51.85),
+];
+
+/// The shipped checkpoints re-derived from their recorded recipe. On the
+/// machine kind the manifest names (CPU, cores, vector extensions, torch
+/// threads, libtorch), training is deterministic: the recipe must give the
+/// same bytes. Elsewhere kernels sum in another order, and training
+/// diverges as much as another seed would (a 2-core Intel Xeon gave the VQA
+/// student 77.38% against the shipped 79.55%): there each metric must fall
+/// in the recipe's seed spread, widened by half its width on each side.
 #[test]
 fn the_shipped_checkpoints_re_derive_from_their_recipe() {
     let d = tempfile::tempdir().unwrap();
@@ -146,7 +170,7 @@ fn the_shipped_checkpoints_re_derive_from_their_recipe() {
     };
     let (vqa, loc, teacher) = (e("vqa"), e("loc"), e("gqa-teacher"));
     let arg = |v: &Value, k: &str| v["config"].pointer(k).unwrap().to_string();
-    let students = vpd_json(
+    vpd_json(
         d.path(),
         &[
             "--store",
@@ -167,7 +191,7 @@ fn the_shipped_checkpoints_re_derive_from_their_recipe() {
         arg(&vqa, "/train/epochs"),
         "one recipe for both students"
     );
-    let tj = vpd_json(
+    vpd_json(
         d.path(),
         &[
             "--store",
@@ -185,44 +209,16 @@ fn the_shipped_checkpoints_re_derive_from_their_recipe() {
             "--json",
         ],
     );
-    let close = |what: &str, got: f64, want: f64| {
-        assert!(
-            (got - want).abs() <= 2.0,
-            "{what}: re-derived {got:.2}, shipped {want:.2}"
-        );
-    };
     let versions = vpd_json(d.path(), &["--store", "st", "versions", "--json"]);
-    let metric = |module: &str, k: &str| {
+    let version = |module: &str| {
         versions
             .as_array()
             .unwrap()
             .iter()
             .find(|v| v["module"] == module)
-            .unwrap()["metrics"][k]
-            .as_f64()
-            .unwrap()
+            .unwrap_or_else(|| panic!("{module} was not pre-trained: {versions}"))
+            .clone()
     };
-    let _ = (students, tj);
-    close(
-        "vqa test accuracy",
-        metric("vqa", "test_accuracy"),
-        vqa["metrics"]["test_accuracy"].as_f64().unwrap(),
-    );
-    close(
-        "loc test recall",
-        metric("loc", "test_recall"),
-        loc["metrics"]["test_recall"].as_f64().unwrap(),
-    );
-    close(
-        "loc test precision",
-        metric("loc", "test_precision"),
-        loc["metrics"]["test_precision"].as_f64().unwrap(),
-    );
-    close(
-        "gqa teacher test accuracy",
-        metric("gqa-teacher", "test_accuracy"),
-        teacher["metrics"]["test_accuracy"].as_f64().unwrap(),
-    );
     // The recipe it recorded is the shipped one.
     for v in versions.as_array().unwrap() {
         let shipped = e(v["module"].as_str().unwrap());
@@ -231,5 +227,45 @@ fn the_shipped_checkpoints_re_derive_from_their_recipe() {
         got.as_object_mut().unwrap().remove("device");
         want.as_object_mut().unwrap().remove("device");
         assert_eq!(got, want, "{}", v["module"]);
+    }
+    let doctor = vpd_json(d.path(), &["--store", "st", "doctor", "--json"]);
+    let here = (
+        doctor["machine"].as_str().unwrap().to_string(),
+        doctor["libtorch"]["version"].as_str().unwrap().to_string(),
+    );
+    let made = &m["same_bytes_on"];
+    let (made_machine, made_torch) = (
+        made["machine"].as_str().unwrap(),
+        made["libtorch"].as_str().unwrap(),
+    );
+    if here.0 == made_machine && here.1.split('+').next() == Some(made_torch) {
+        for shipped in m["versions"].as_array().unwrap() {
+            let module = shipped["module"].as_str().unwrap();
+            let v = version(module);
+            assert_eq!(
+                v["blob"], shipped["sha256"],
+                "{module}: the recipe gave other bytes on the machine kind that made them ({made_machine}, libtorch {made_torch})"
+            );
+            assert_eq!(v["metrics"], shipped["metrics"], "{module}");
+        }
+        return;
+    }
+    eprintln!(
+        "NOTICE: this machine ({}, libtorch {}) is not the kind that re-derives the shipped bytes ({made_machine}, libtorch {made_torch}): comparing each metric with the recipe's seed spread",
+        here.0, here.1
+    );
+    for (module, metric, lo, hi) in SEED_SPREAD {
+        let shipped = e(module)["metrics"][metric].as_f64().unwrap();
+        assert!(
+            (lo..=hi).contains(&shipped),
+            "{module} {metric}: the shipped {shipped:.2} is outside the seed spread [{lo}, {hi}]"
+        );
+        let margin = (hi - lo) / 2.0;
+        let got = version(module)["metrics"][metric].as_f64().unwrap();
+        eprintln!("{module} {metric}: re-derived {got:.2}, shipped {shipped:.2}, seed spread [{lo}, {hi}]");
+        assert!(
+            (lo - margin..=hi + margin).contains(&got),
+            "{module} {metric}: re-derived {got:.2}, outside the seed spread [{lo}, {hi}] widened by {margin:.2} (shipped {shipped:.2})"
+        );
     }
 }
