@@ -13,7 +13,7 @@ seeds=${1:-5}
 vpd=${2:-target/release/vpd}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$vpd" doctor --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"on {d[\"machine\"]}, libtorch {d[\"libtorch\"][\"version\"]}")'
+"$vpd" doctor --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print("on " + d["machine"] + ", libtorch " + d["libtorch"]["version"])'
 for ((s = 0; s < seeds; s++)); do
   st="$work/s$s"
   "$vpd" --store "$st" pretrain students --n 2000 --epochs 10 --seed "$s" --json > /dev/null

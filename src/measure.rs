@@ -384,12 +384,18 @@ fn data_of(store: &Store, r: Option<&VersionRef>, task: Corpus) -> Result<PathBu
     Ok(models::data_of_version(store, r, task, 1000)?)
 }
 
-fn model_of(store: &Store, r: &VersionRef) -> Result<Model, ModelError> {
-    Ok(models::load_model(store, r, DeviceChoice::Cpu)?.1)
+fn model_of(store: &Store, r: &VersionRef, device: DeviceChoice) -> Result<Model, ModelError> {
+    Ok(models::load_model(store, r, device)?.1)
 }
 
-/// Measures at most `limit` test images (pairs for nlvr2) per domain.
-pub fn measure(store: &Store, which: &Versions, limit: usize) -> Result<Report, ModelError> {
+/// Measures at most `limit` test images (pairs for nlvr2) per domain, the
+/// networks on `device`.
+pub fn measure(
+    store: &Store,
+    which: &Versions,
+    limit: usize,
+    device: DeviceChoice,
+) -> Result<Report, ModelError> {
     let mut rep = Report::default();
     let generic = data_of(
         store,
@@ -461,14 +467,14 @@ pub fn measure(store: &Store, which: &Versions, limit: usize) -> Result<Report, 
     }
     let kind_of = |q: &Query| matches!(q.family, "color" | "verify");
     if let Some(r) = &which.vqa {
-        let m = model_of(store, r)?;
+        let m = model_of(store, r, device)?;
         for (name, qs) in &queries {
             rep.student
                 .insert(name.to_string(), vqa_scores(&m, qs, |q| q.student.clone()));
         }
     }
     if let Some(r) = &which.gqa_teacher {
-        let m = model_of(store, r)?;
+        let m = model_of(store, r, device)?;
         let crops: Vec<Query> = queries["gqa"]
             .iter()
             .filter(|q| kind_of(q))
@@ -480,7 +486,7 @@ pub fn measure(store: &Store, which: &Versions, limit: usize) -> Result<Report, 
             .insert("crop".into(), vqa_scores(&m, &crops, |q| q.student.clone()));
     }
     if let Some(r) = &which.nlvr2_teacher {
-        let m = model_of(store, r)?;
+        let m = model_of(store, r, device)?;
         let wq: Vec<Query> = queries["nlvr2"]
             .iter()
             .filter(|q| !kind_of(q))
@@ -489,7 +495,7 @@ pub fn measure(store: &Store, which: &Versions, limit: usize) -> Result<Report, 
         rep.nlvr2_teacher = Some(nlvr2_scores(&m, &wq));
     }
     if let Some(r) = &which.loc {
-        let l = models::load_loc(store, r, DeviceChoice::Cpu)?;
+        let l = models::load_loc(store, r, device)?;
         for (name, ex) in &loc_examples {
             rep.loc
                 .insert(name.to_string(), l.detector.evaluate(ex, &l.settings));

@@ -105,8 +105,8 @@ pub enum BenchCmd {
         sequential_threads: usize,
         /// Also run the batched mode on this GPU (cuda or cuda:N) in the
         /// same rounds, against the two CPU modes.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
+        device: visprog_distiller::nn::DeviceChoice,
         /// On the GPU, the largest batch a module's worker gets.
         #[arg(long, default_value_t = visprog_distiller::runtime::exec::GPU_BATCH, value_name = "N")]
         gpu_batch: usize,
@@ -129,8 +129,8 @@ pub enum BenchCmd {
         python: Option<std::path::PathBuf>,
         /// cuda or cuda:N: vpd's training on that GPU against vpd's on the
         /// CPU instead (same weights and batches, interleaved; no Python).
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
+        device: visprog_distiller::nn::DeviceChoice,
         /// One JSON document on stdout: the list of rows.
         #[arg(long)]
         json: bool,
@@ -149,7 +149,7 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             gpu_batch,
             json,
         } => {
-            let device = visprog_distiller::nn::parse_device(device)?;
+            let device = *device;
             device.to_tch()?;
             let store = super::common::open(cli)?;
             let (v, l) = super::eval::slots(&[format!("VQA={vqa}"), format!("LOC={loc}")])?;
@@ -249,7 +249,7 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
             device,
             json,
         } => {
-            let device = visprog_distiller::nn::parse_device(device)?;
+            let device = *device;
             if device != visprog_distiller::nn::DeviceChoice::Cpu {
                 device.to_tch()?;
                 let threads = threads.unwrap_or_else(|| {

@@ -60,8 +60,8 @@ pub struct EvalArgs {
     #[arg(long)]
     sequential: bool,
     /// Where the networks run: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
+    device: visprog_distiller::nn::DeviceChoice,
     /// On a GPU, the largest batch a module's worker gets.
     #[arg(long, default_value_t = visprog_distiller::runtime::exec::GPU_BATCH, value_name = "N")]
     gpu_batch: usize,
@@ -87,7 +87,7 @@ pub fn slots(modules: &[String]) -> Result<(ModuleChoice, ModuleChoice)> {
 
 pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
     // A missing GPU is an error before anything is read or loaded.
-    let device = visprog_distiller::nn::parse_device(&a.device)?;
+    let device = a.device;
     device.to_tch()?;
     let store = open(cli)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

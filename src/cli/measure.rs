@@ -27,6 +27,9 @@ pub struct MeasureArgs {
     /// Most test images (pairs for nlvr2) per domain.
     #[arg(long, default_value_t = 500)]
     limit: usize,
+    /// Where the networks run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
+    device: visprog_distiller::nn::DeviceChoice,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -41,6 +44,9 @@ fn line(what: &str, s: &Scores) {
 }
 
 pub fn run(cli: &Cli, a: &MeasureArgs) -> Result<ExitCode> {
+    // A missing GPU is an error before anything is read or loaded.
+    let device = a.device;
+    device.to_tch()?;
     let store = super::common::open(cli)?;
     visprog_distiller::nn::set_threads(
         std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
@@ -59,7 +65,7 @@ pub fn run(cli: &Cli, a: &MeasureArgs) -> Result<ExitCode> {
         gqa_teacher: present(&a.gqa_teacher),
         nlvr2_teacher: present(&a.nlvr2_teacher),
     };
-    let rep = measure::measure(&store, &which, a.limit)?;
+    let rep = measure::measure(&store, &which, a.limit, device)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
         return Ok(ExitCode::SUCCESS);

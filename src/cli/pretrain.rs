@@ -23,8 +23,8 @@ pub struct Common {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
+    device: visprog_distiller::nn::DeviceChoice,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -70,7 +70,7 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
         PretrainCmd::Teacher { task, common, .. } => (common, Some(*task)),
     };
     // A missing GPU is an error before the data is made.
-    let device = nn::parse_device(&common.device)?;
+    let device = common.device;
     device.to_tch()?;
     let cfg = PretrainConfig {
         n: common.n,

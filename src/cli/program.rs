@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::json;
 use visprog_distiller::data::gqa;
 use visprog_distiller::models;
+use visprog_distiller::nn::DeviceChoice;
 use visprog_distiller::program::eval::Val;
 use visprog_distiller::program::oracle::Oracle;
 use visprog_distiller::program::validate;
@@ -47,6 +48,9 @@ pub enum ProgramCmd {
         /// Write the trace as one HTML page.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Where the stored modules run: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
+        device: DeviceChoice,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -76,14 +80,18 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
             images,
             modules,
             trace,
+            device,
             json,
         } => run_program(
             &cli.store,
             file,
-            vars,
-            images,
-            modules,
+            Inputs {
+                vars,
+                images,
+                modules,
+            },
             trace.as_deref(),
+            *device,
             *json,
         ),
         ProgramCmd::Convert {
@@ -182,15 +190,27 @@ fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// What `vpd program run` binds: `--var`, `--image` and `--modules`.
+struct Inputs<'a> {
+    vars: &'a [String],
+    images: &'a [String],
+    modules: &'a [String],
+}
+
 fn run_program(
     store: &Path,
     file: &Path,
-    vars: &[String],
-    images: &[String],
-    modules: &[String],
+    Inputs {
+        vars,
+        images,
+        modules,
+    }: Inputs,
     trace: Option<&Path>,
+    device: DeviceChoice,
     as_json: bool,
 ) -> Result<ExitCode> {
+    // A missing GPU is an error before anything is read or loaded.
+    device.to_tch()?;
     let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
     let mut bound = BTreeMap::new();
     for v in vars {
@@ -245,7 +265,7 @@ fn run_program(
         inputs.insert(k.clone(), prun::load_input(&k, &path)?);
         paths.insert(k, path);
     }
-    let mut perception = build_modules(store, modules, &paths)?;
+    let mut perception = build_modules(store, modules, &paths, device)?;
     let perception = perception
         .as_mut()
         .map(|p| p.as_mut() as &mut dyn interp::Perception);
@@ -292,6 +312,7 @@ fn build_modules(
     store: &Path,
     modules: &[String],
     paths: &BTreeMap<String, PathBuf>,
+    device: DeviceChoice,
 ) -> Result<Option<Box<dyn interp::Perception>>> {
     if modules.is_empty() {
         return Ok(None);
@@ -316,10 +337,9 @@ fn build_modules(
             ModuleChoice::Oracle => Box::new(oracle()?),
             ModuleChoice::Version(r) => {
                 let store = visprog_distiller::store::Store::open(store)?;
-                let cpu = visprog_distiller::nn::DeviceChoice::Cpu;
                 match slot {
-                    Slot::Loc => Box::new(models::load_loc(&store, r, cpu)?),
-                    Slot::Vqa => Box::new(models::load_vqa(&store, r, cpu)?),
+                    Slot::Loc => Box::new(models::load_loc(&store, r, device)?),
+                    Slot::Vqa => Box::new(models::load_vqa(&store, r, device)?),
                 }
             }
         };

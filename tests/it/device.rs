@@ -28,8 +28,10 @@ fn every_device_option_refuses_a_missing_gpu_before_any_work() {
         "name = \"on-gpu\"\ndevice = \"cuda:1\"\n",
     )
     .unwrap();
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 10] = [
         &["eval", "--task", "gqa", "--device", "cuda"],
+        &["program", "run", "q.prog", "--device", "cuda"],
+        &["measure", "--device", "cuda:2"],
         &["eval", "--task", "gqa", "--teacher", "--device", "cuda:0"],
         &["run", "--device", "cuda"],
         &["run", "--set", "device=cuda:3"],
@@ -58,7 +60,7 @@ fn every_device_option_refuses_a_missing_gpu_before_any_work() {
     let v: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
     assert!(!dir.path().join("store/data").exists());
-    // A device that is none is a usage error naming the key.
+    // A device that is none is a usage error (exit 2) naming the key.
     for (args, needle) in [
         (
             &["run", "--device", "tpu"][..],
@@ -68,10 +70,23 @@ fn every_device_option_refuses_a_missing_gpu_before_any_work() {
             &["eval", "--task", "gqa", "--device", "gpu"][..],
             "unknown device `gpu`",
         ),
+        (
+            &["program", "run", "q.prog", "--device", "gpu"][..],
+            "unknown device `gpu`",
+        ),
+        (&["measure", "--device", "tpu"][..], "unknown device `tpu`"),
+        (
+            &["pretrain", "students", "--device", "cuda:x"][..],
+            "unknown device `cuda:x`",
+        ),
+        (
+            &["bench", "train", "--device", "gpu"][..],
+            "unknown device `gpu`",
+        ),
     ] {
         let out = vpd_in(dir.path(), args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
