@@ -13,9 +13,14 @@
 #   2. vpd run --device cuda       the quickstart end to end on the GPU
 #                                  (shipped base checkpoints; distillation,
 #                                  teacher and evaluations on cuda)
-#   3. vpd bench train --device cuda   training on the GPU against the CPU
-#   4. vpd bench exec --device cuda    programs/s on the GPU against both CPU modes
-# Sized for about 5 minutes on an H200 machine with 16 cores.
+#   3. vpd measure --device cuda   the run's students and teacher on the
+#                                  adapters' queries
+#   4. vpd program run --device cuda   one program through the stored LOC and VQA
+#   5. vpd bench train --device cuda   training on the GPU against the CPU
+#   6. vpd bench exec --device cuda    programs/s on the GPU against both CPU modes
+# The logs end up in one logs.tar.gz beside the JSON files and summary.txt
+# (the device tool brings back at most 8 files).
+# Sized for about 6 minutes on an H200 machine with 16 cores.
 set -uo pipefail
 
 VPD=${1:-dist/vpd}
@@ -51,6 +56,14 @@ step() { # name limit_s command...
 
 step doctor 60 "$VPD" doctor --json
 step run 150 "$VPD" run --device cuda --json
+step measure 60 "$VPD" measure --device cuda --limit 100 --json
+syn=$(mktemp -d)
+"$VPD" data synth --task gqa --out "$syn" --n 2 >/dev/null 2>&1
+printf "%s\n" "BOX0=LOC(image=IMAGE,object='circle')" "IMAGE0=CROP(image=IMAGE,box=BOX0)" \
+  "ANSWER0=VQA(image=IMAGE0,question='What color is the circle?')" "FINAL_RESULT=RESULT(var=ANSWER0)" >"$syn/q.prog"
+step program 30 "$VPD" program run "$syn/q.prog" --image "IMAGE=$(ls "$syn"/images/*.png | head -1)" \
+  --modules VQA=vqa@base LOC=loc@base --device cuda --json
 step bench-train 60 "$VPD" bench train --device cuda --rounds 3 --json
 step bench-exec 90 "$VPD" bench exec --device cuda --programs 300 --rounds 2 --json
+(cd "$OUT" && tar -czf logs.tar.gz ./*.log && rm -f ./*.log)
 note "done in $SECONDS s; files: $(cd "$OUT" && ls | tr '\n' ' ')"
