@@ -20,7 +20,7 @@
 #   6. vpd bench exec --device cuda    programs/s on the GPU against both CPU modes
 # The logs end up in one logs.tar.gz beside the JSON files and summary.txt
 # (the device tool brings back at most 8 files).
-# Sized for about 6 minutes on an H200 machine with 16 cores.
+# The steps' time limits add up to 7 min 30 s (not yet run on a GPU).
 set -uo pipefail
 
 VPD=${1:-dist/vpd}

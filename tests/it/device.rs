@@ -60,7 +60,7 @@ fn every_device_option_refuses_a_missing_gpu_before_any_work() {
     let v: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
     assert!(!dir.path().join("store/data").exists());
-    // A device that is none is a usage error (exit 2) naming the key.
+    // A device that is none is a usage error (exit 2) naming it.
     for (args, needle) in [
         (
             &["run", "--device", "tpu"][..],
