@@ -16,8 +16,10 @@ use crate::nn::detector::DetExample;
 use crate::nn::model::Example;
 use crate::nn::DeviceChoice;
 use crate::runtime::actors::input_of;
-use crate::runtime::eval::{self, EvalError};
 use crate::runtime::exec::{self, ExecConfig, ImageCache, Job, ModuleChoice};
+use crate::runtime::jobs::Slice;
+use crate::runtime::score::EvalError;
+use crate::runtime::teacher_eval;
 use crate::store::Store;
 use crate::vocab::Task;
 
@@ -171,8 +173,8 @@ pub fn run(
 ) -> Result<ExecBench, EvalError> {
     let sequential_threads = sequential_threads.max(1);
     crate::nn::set_threads(1);
-    let data = eval::task_data(store, Task::Gqa, 1000)?;
-    let mut jobs = eval::Slice::synthetic(&data, "test").jobs(Task::Gqa, true)?;
+    let data = teacher_eval::task_data(store, Task::Gqa, 1000)?;
+    let mut jobs = Slice::synthetic(&data, "test").jobs(Task::Gqa, true)?;
     jobs.truncate(programs);
     let cache = ImageCache::default();
     let batched_cfg = ExecConfig::batched(1);
@@ -372,9 +374,9 @@ fn alone_costs(
                     example: j.id.clone(),
                     message: "no input image".into(),
                 })?;
-                let img = cache.get(path).map_err(|message| EvalError::Input {
+                let img = cache.get(path).map_err(|e| EvalError::Input {
                     example: j.id.clone(),
-                    message,
+                    message: e.to_string(),
                 })?;
                 Ok((input_of(&img, side), j.text.clone()))
             })

@@ -15,8 +15,9 @@ use crate::data::check::peak_rss_mb;
 use crate::data::real_layout;
 use crate::data::synth::{Corpus, SynthConfig};
 use crate::data::DataError;
-use crate::runtime::eval::{EvalError, Layout, Slice};
 use crate::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
+use crate::runtime::jobs::{Layout, Slice};
+use crate::runtime::score::EvalError;
 use crate::store::Store;
 use crate::vocab::Task;
 

@@ -113,7 +113,7 @@ pub struct TrainBench {
     /// The machine's float32 matrix-multiply rate through libtorch.
     pub matmul_gflops: f64,
     /// The malloc settings of both sides: `vpd` (see
-    /// `nn::runtime::MALLOC_ENV`) or `glibc default` (`VPD_MALLOC=default`).
+    /// `nn::libtorch::MALLOC_ENV`) or `glibc default` (`VPD_MALLOC=default`).
     pub allocator: String,
     /// The machine it ran on.
     pub machine: crate::machine::Machine,

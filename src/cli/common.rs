@@ -73,3 +73,35 @@ mod tests {
         assert_eq!(prefix("ééé", 2), "éé");
     }
 }
+
+/// `--device`, flattened into every command that runs a network.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DeviceOpt {
+    /// Where the networks run: cpu, cuda or cuda:N.
+    #[arg(
+        long = "device",
+        id = "device",
+        value_name = "DEVICE",
+        default_value = "cpu",
+        value_parser = visprog_distiller::nn::parse_device
+    )]
+    pub choice: visprog_distiller::nn::DeviceChoice,
+}
+
+impl DeviceOpt {
+    /// The device, checked to be there (no CUDA device is one error).
+    pub fn checked(self) -> Result<visprog_distiller::nn::DeviceChoice> {
+        self.choice.to_tch()?;
+        Ok(self.choice)
+    }
+}
+
+/// `--device` and `--gpu-batch`, for the commands that run programs.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct GpuOpt {
+    #[command(flatten)]
+    pub device: DeviceOpt,
+    /// On a GPU, the largest batch a module's worker gets.
+    #[arg(long, default_value_t = visprog_distiller::runtime::exec::GPU_BATCH, value_name = "N")]
+    pub gpu_batch: usize,
+}

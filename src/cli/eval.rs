@@ -5,12 +5,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use visprog_distiller::program::llm::LlmConfig;
-use visprog_distiller::runtime::eval::{self, EvalReport, EvalSpec, Layout, Slice};
 use visprog_distiller::runtime::exec::{parse_modules, ExecConfig, ModuleChoice};
+use visprog_distiller::runtime::jobs::{Layout, Slice};
+use visprog_distiller::runtime::score::{self, EvalReport, EvalSpec};
+use visprog_distiller::runtime::teacher_eval;
 use visprog_distiller::store::VersionRef;
 use visprog_distiller::vocab::{Slot, Task};
 
-use super::common::{self, open, short};
+use super::common::{self, open, short, GpuOpt};
 use super::Cli;
 
 /// `vpd eval ...`
@@ -59,12 +61,8 @@ pub struct EvalArgs {
     /// One program at a time with batches of one (as VisProg runs).
     #[arg(long)]
     sequential: bool,
-    /// Where the networks run: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
-    device: visprog_distiller::nn::DeviceChoice,
-    /// On a GPU, the largest batch a module's worker gets.
-    #[arg(long, default_value_t = visprog_distiller::runtime::exec::GPU_BATCH, value_name = "N")]
-    gpu_batch: usize,
+    #[command(flatten)]
+    gpu: GpuOpt,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -87,8 +85,7 @@ pub fn slots(modules: &[String]) -> Result<(ModuleChoice, ModuleChoice)> {
 
 pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
     // A missing GPU is an error before anything is read or loaded.
-    let device = a.device;
-    device.to_tch()?;
+    let device = a.gpu.device.checked()?;
     let store = open(cli)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bar = common::bar(0, a.json || cli.quiet, "");
@@ -113,7 +110,10 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
             },
         ),
         // Synthetic data only when no folder is named.
-        None => (eval::task_data(&store, a.task, a.n)?, Layout::Synthetic),
+        None => (
+            teacher_eval::task_data(&store, a.task, a.n)?,
+            Layout::Synthetic,
+        ),
     };
     let slice = Slice {
         data,
@@ -131,7 +131,7 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         let r: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
         visprog_distiller::nn::set_threads(threads as i32);
         bar.set_message(format!("{task} teacher"));
-        let rep = eval::evaluate_teacher(&store, a.task, &r, &slice, a.force, device)?;
+        let rep = teacher_eval::evaluate_teacher(&store, a.task, &r, &slice, a.force, device)?;
         (format!("teacher {r}"), rep)
     } else {
         let (vqa, loc) = slots(&a.modules)?;
@@ -161,8 +161,8 @@ pub fn run(cli: &Cli, a: &EvalArgs) -> Result<ExitCode> {
         } else {
             ExecConfig::batched(1)
         }
-        .on(device, a.gpu_batch);
-        let rep = eval::evaluate(&store, &spec, cfg, &progress)?;
+        .on(device, a.gpu.gpu_batch);
+        let rep = score::evaluate(&store, &spec, cfg, &progress)?;
         (format!("{what}, generator {}", a.generator), rep)
     };
     bar.finish_and_clear();

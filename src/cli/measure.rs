@@ -7,6 +7,7 @@ use clap::Args;
 use visprog_distiller::measure::{self, Scores, Versions};
 use visprog_distiller::store::VersionRef;
 
+use super::common::DeviceOpt;
 use super::Cli;
 
 /// `vpd measure ...`
@@ -27,9 +28,8 @@ pub struct MeasureArgs {
     /// Most test images (pairs for nlvr2) per domain.
     #[arg(long, default_value_t = 500)]
     limit: usize,
-    /// Where the networks run: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
-    device: visprog_distiller::nn::DeviceChoice,
+    #[command(flatten)]
+    device: DeviceOpt,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -45,8 +45,7 @@ fn line(what: &str, s: &Scores) {
 
 pub fn run(cli: &Cli, a: &MeasureArgs) -> Result<ExitCode> {
     // A missing GPU is an error before anything is read or loaded.
-    let device = a.device;
-    device.to_tch()?;
+    let device = a.device.checked()?;
     let store = super::common::open(cli)?;
     visprog_distiller::nn::set_threads(
         std::thread::available_parallelism().map_or(1, |n| n.get()) as i32

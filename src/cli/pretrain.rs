@@ -8,6 +8,7 @@ use visprog_distiller::models::{self, PretrainConfig, PretrainReport};
 use visprog_distiller::nn::{self, model::TrainConfig};
 use visprog_distiller::vocab::Task;
 
+use super::common::DeviceOpt;
 use super::Cli;
 
 /// Training settings shared by both.
@@ -22,9 +23,8 @@ pub struct Common {
     /// Seed of the weights and the order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
-    device: visprog_distiller::nn::DeviceChoice,
+    #[command(flatten)]
+    device: DeviceOpt,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -70,8 +70,7 @@ pub fn run(cli: &Cli, cmd: &PretrainCmd) -> Result<ExitCode> {
         PretrainCmd::Teacher { task, common, .. } => (common, Some(*task)),
     };
     // A missing GPU is an error before the data is made.
-    let device = common.device;
-    device.to_tch()?;
+    let device = common.device.checked()?;
     let cfg = PretrainConfig {
         n: common.n,
         data_seed: 0,

@@ -10,13 +10,14 @@ use serde_json::json;
 use visprog_distiller::data::gqa;
 use visprog_distiller::models;
 use visprog_distiller::nn::DeviceChoice;
-use visprog_distiller::program::eval::Val;
+use visprog_distiller::program::expr::Val;
 use visprog_distiller::program::oracle::Oracle;
 use visprog_distiller::program::validate;
 use visprog_distiller::program::{convert, interp, run as prun};
 use visprog_distiller::runtime::exec::{parse_modules, ModuleChoice};
 use visprog_distiller::vocab::{Slot, Task};
 
+use super::common::DeviceOpt;
 use super::Cli;
 
 /// `vpd program ...`
@@ -48,9 +49,8 @@ pub enum ProgramCmd {
         /// Write the trace as one HTML page.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Where the stored modules run: cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu", value_parser = visprog_distiller::nn::parse_device)]
-        device: DeviceChoice,
+        #[command(flatten)]
+        device: DeviceOpt,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -91,7 +91,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
                 modules,
             },
             trace.as_deref(),
-            *device,
+            device.choice,
             *json,
         ),
         ProgramCmd::Convert {
@@ -353,17 +353,25 @@ fn build_modules(
         fn name(&self, _: &str) -> String {
             "none".into()
         }
-        fn loc(&mut self, _: &interp::ImageVal, _: &str) -> Result<Vec<interp::ScoredBox>, String> {
-            Err(format!(
+        fn loc(
+            &mut self,
+            _: &interp::ImageVal,
+            _: &str,
+        ) -> Result<Vec<interp::ScoredBox>, interp::PerceptionError> {
+            Err(interp::PerceptionError::NoModule(format!(
                 "no {} module given: add {}=oracle to --modules",
                 self.0, self.0
-            ))
+            )))
         }
-        fn vqa(&mut self, _: &interp::ImageVal, _: &str) -> Result<String, String> {
-            Err(format!(
+        fn vqa(
+            &mut self,
+            _: &interp::ImageVal,
+            _: &str,
+        ) -> Result<String, interp::PerceptionError> {
+            Err(interp::PerceptionError::NoModule(format!(
                 "no {} module given: add {}=... to --modules",
                 self.0, self.0
-            ))
+            )))
         }
     }
     Ok(Some(Box::new(interp::Composite {

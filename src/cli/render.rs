@@ -1,9 +1,9 @@
 //! Tables that several commands print: a run's (`vpd run`, `vpd show`)
 //! and a sweep's (`vpd run SWEEP`).
 
-use visprog_distiller::distill::sweep::SweepReport;
-use visprog_distiller::distill::RunReport;
-use visprog_distiller::runtime::eval::Score;
+use visprog_distiller::experiment::sweep::SweepReport;
+use visprog_distiller::experiment::RunReport;
+use visprog_distiller::runtime::score::Score;
 
 fn value_list(v: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
     if v.is_empty() {
@@ -53,7 +53,7 @@ pub fn print_configurations(s: &SweepReport) {
 }
 
 /// A cluster sweep's trials: state, Slurm task, values, log.
-pub fn print_trial_rows(rows: &[visprog_distiller::distill::slurm::TrialRow]) {
+pub fn print_trial_rows(rows: &[visprog_distiller::orchestrate::slurm::TrialRow]) {
     for r in rows {
         let mut line = format!(
             "  trial {:<3} {:<11} {:<10} {}",

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use visprog_distiller::distill::experiment::Experiment;
-use visprog_distiller::distill::{self as run, Progress};
-use visprog_distiller::distill::{slurm, sweep};
+use visprog_distiller::experiment::{Experiment, Progress};
+use visprog_distiller::orchestrate::{self as run, slurm};
 
 use super::common::{bar_style, open, spinner_style};
 use super::{render, Cli};
@@ -218,7 +217,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
         return submit(&store, &exp, a, progress.as_ref(), &bar);
     }
     if !exp.sweep.is_empty() {
-        let report = sweep::run_sweep(&store, &exp, a.jobs as usize, progress);
+        let report = run::run_sweep(&store, &exp, a.jobs as usize, progress);
         bar.finish_and_clear();
         let report = match report {
             Ok(r) => r,

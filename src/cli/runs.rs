@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use visprog_distiller::runtime::eval;
+use visprog_distiller::runtime::{score, trace_page};
 use visprog_distiller::store::ModuleVersion;
 
 use super::common::{open, prefix, print_json, short};
@@ -78,20 +78,20 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
         a.json,
     );
     let store = open(cli)?;
-    let Some(e) = eval::find_by_prefix(&store, id)? else {
+    let Some(e) = score::find_by_prefix(&store, id)? else {
         if example.is_some() {
             bail!("--example needs an evaluation id; `{id}` is none");
         }
         return show_run(cli, id, json);
     };
     if let (Some(ex), Some(out)) = (example, trace) {
-        let html = eval::trace_html(&store, &e, ex)?;
+        let html = trace_page::trace_html(&store, &e, ex)?;
         std::fs::write(out, html)
             .map_err(|err| anyhow::anyhow!("writing {}: {err}", out.display()))?;
         eprintln!("wrote the trace of {ex} to {}", out.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let d = eval::details(&store, &e)?;
+    let d = score::details(&store, &e)?;
     if json {
         let mut j = serde_json::to_value(&e)?;
         j["details"] = serde_json::to_value(&d)?;
@@ -247,7 +247,7 @@ fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
     println!("config     {}", serde_json::to_string(&run.config)?);
     if let Some(r) = report {
         println!();
-        match serde_json::from_value::<visprog_distiller::distill::RunReport>(r) {
+        match serde_json::from_value::<visprog_distiller::experiment::RunReport>(r) {
             Ok(r) => render::print_run(&r),
             Err(e) => println!("(its report does not read: {e})"),
         }

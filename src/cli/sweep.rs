@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use visprog_distiller::distill::{slurm, Progress};
+use visprog_distiller::experiment::Progress;
+use visprog_distiller::orchestrate::slurm;
 
 use super::common::{open, print_json};
 use super::{render, Cli};

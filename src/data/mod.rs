@@ -2,9 +2,9 @@
 //! world that writes them, and `vpd data check`. No tch here: images become
 //! plain `Vec<f32>` in [`images::to_model_input`].
 
-pub mod cache;
 pub mod check;
 pub mod gqa;
+pub mod image_cache;
 pub mod images;
 pub mod nlvr2;
 pub mod real_layout;
@@ -13,7 +13,10 @@ pub mod rng;
 pub mod synth;
 pub mod synth_gqa;
 pub mod synth_nlvr2;
+pub mod synth_store;
 pub mod world;
+
+pub use image_cache::ImageCache;
 
 use std::path::PathBuf;
 

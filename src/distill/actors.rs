@@ -12,9 +12,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::nn::detector::{DetExample, DetTrainReport, Detector};
-use crate::nn::distill::{self, DistillConfig, DistillReport, SoftExample};
+use crate::nn::fit::{self, DistillConfig, DistillReport, SoftExample};
 use crate::nn::model::{Example, Model, TrainConfig};
 use crate::nn::DeviceChoice;
+
+pub use crate::experiment::error::ActorError;
 
 /// The Teacher: a task's teacher network.
 #[derive(Default)]
@@ -28,14 +30,14 @@ impl Actor for Teacher {
 
 /// Loads the teacher from its checkpoint.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), ActorError>")]
 pub struct LoadTeacher(pub crate::models::StoredNet, pub DeviceChoice);
 
 impl Handler<LoadTeacher> for Teacher {
-    type Result = Result<(), String>;
+    type Result = Result<(), ActorError>;
     fn handle(&mut self, msg: LoadTeacher, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
-            self.model = Some(msg.0.load(msg.1).map_err(|e| e.to_string())?);
+            self.model = Some(msg.0.load(msg.1)?);
             Ok(())
         })
     }
@@ -44,17 +46,17 @@ impl Handler<LoadTeacher> for Teacher {
 /// A batch of adapted queries; the answer is one distribution over the
 /// teacher's answers per query.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Vec<f32>>, String>")]
+#[rtype(result = "Result<Vec<Vec<f32>>, ActorError>")]
 pub struct Label(pub Vec<Example>);
 
 impl Handler<Label> for Teacher {
-    type Result = Result<Vec<Vec<f32>>, String>;
+    type Result = Result<Vec<Vec<f32>>, ActorError>;
     fn handle(&mut self, msg: Label, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
-            let m = self.model.as_ref().ok_or("the teacher is not loaded")?;
+            let m = self.model.as_ref().ok_or(ActorError::NotLoaded)?;
             let out = m.predict(&msg.0);
             if out.iter().any(Vec::is_empty) {
-                return Err("the teacher gave no distribution for some queries".into());
+                return Err(ActorError::NoDistribution);
             }
             Ok(out)
         })
@@ -97,11 +99,11 @@ impl Handler<Samples> for Trainer {
 }
 
 /// Per-epoch progress: epoch, loss, dev agreement.
-pub type Progress = Arc<dyn Fn(usize, f64, f64) + Send + Sync>;
+pub type OnEpoch = Arc<dyn Fn(usize, f64, f64) + Send + Sync>;
 
 /// Fits the parent checkpoint to the gathered samples (then forgets them).
 #[derive(Message)]
-#[rtype(result = "Result<Trained, String>")]
+#[rtype(result = "Result<Trained, ActorError>")]
 pub struct Fit {
     /// The parent version's network as stored.
     pub parent: crate::models::StoredNet,
@@ -111,8 +113,8 @@ pub struct Fit {
     pub anchor: Vec<Example>,
     /// Settings.
     pub config: DistillConfig,
-    /// Progress callback.
-    pub progress: Progress,
+    /// Called after every epoch.
+    pub on_epoch: OnEpoch,
     /// Where the student trains (the checkpoint is saved from CPU tensors).
     pub device: DeviceChoice,
 }
@@ -128,30 +130,28 @@ pub struct Trained {
 }
 
 impl Handler<Fit> for Trainer {
-    type Result = Result<Trained, String>;
+    type Result = Result<Trained, ActorError>;
     fn handle(&mut self, msg: Fit, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
             let train = std::mem::take(&mut self.train);
             let dev = std::mem::take(&mut self.dev);
-            let e = |e: crate::nn::NnError| e.to_string();
-            let parent = msg.parent.load(msg.device).map_err(e)?;
-            let mut student = msg.parent.load(msg.device).map_err(e)?;
-            let progress = msg.progress.clone();
-            let report = distill::distill(
+            let parent = msg.parent.load(msg.device)?;
+            let mut student = msg.parent.load(msg.device)?;
+            let on_epoch = msg.on_epoch.clone();
+            let report = fit::distill(
                 &mut student,
                 Some(&parent),
                 &train,
                 &dev,
-                &distill::Keep {
+                &fit::Keep {
                     replay: &msg.replay,
                     anchor: &msg.anchor,
                 },
                 &msg.config,
-                &move |a, b, c| progress(a, b, c),
-            )
-            .map_err(e)?;
+                &move |a, b, c| on_epoch(a, b, c),
+            )?;
             Ok(Trained {
-                checkpoint: student.to_bytes().map_err(e)?,
+                checkpoint: student.to_bytes()?,
                 report,
                 samples: (train.len(), dev.len()),
             })
@@ -163,7 +163,7 @@ impl Handler<Fit> for Trainer {
 /// boxes mixed in); early stopping on F1 against the dev slice's verified
 /// boxes, which also sets the detector's threshold.
 #[derive(Message)]
-#[rtype(result = "Result<TrainedLoc, String>")]
+#[rtype(result = "Result<TrainedLoc, ActorError>")]
 pub struct FitLoc {
     /// The parent LOC version's checkpoint.
     pub parent: Arc<Vec<u8>>,
@@ -173,8 +173,8 @@ pub struct FitLoc {
     pub dev: Vec<DetExample>,
     /// Settings.
     pub config: TrainConfig,
-    /// Progress callback.
-    pub progress: Progress,
+    /// Called after every epoch.
+    pub on_epoch: OnEpoch,
     /// Where the detector trains.
     pub device: DeviceChoice,
 }
@@ -188,19 +188,16 @@ pub struct TrainedLoc {
 }
 
 impl Handler<FitLoc> for Trainer {
-    type Result = Result<TrainedLoc, String>;
+    type Result = Result<TrainedLoc, ActorError>;
     fn handle(&mut self, msg: FitLoc, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
-            let e = |e: crate::nn::NnError| e.to_string();
-            let mut det = Detector::from_bytes(&msg.parent, msg.device).map_err(e)?;
-            let progress = msg.progress.clone();
-            let report = det
-                .train(&msg.train, &msg.dev, &msg.config, &move |a, b, c| {
-                    progress(a + 1, b, c)
-                })
-                .map_err(e)?;
+            let mut det = Detector::from_bytes(&msg.parent, msg.device)?;
+            let on_epoch = msg.on_epoch.clone();
+            let report = det.train(&msg.train, &msg.dev, &msg.config, &move |a, b, c| {
+                on_epoch(a + 1, b, c)
+            })?;
             Ok(TrainedLoc {
-                checkpoint: det.to_bytes().map_err(e)?,
+                checkpoint: det.to_bytes()?,
                 report,
             })
         })
@@ -210,25 +207,30 @@ impl Handler<FitLoc> for Trainer {
 /// Runs a handler's body; a panic in it becomes an error answer with its
 /// message (the caller then names the actor), instead of ending the actor's
 /// thread and closing its mailbox.
-fn guarded<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn guarded<T>(body: impl FnOnce() -> Result<T, ActorError>) -> Result<T, ActorError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        Err(format!(
-            "panicked: {} (a defect in vpd; please report it)",
-            super::error::panic_message(payload.as_ref())
+        Err(ActorError::Panicked(
+            crate::experiment::error::panic_message(payload.as_ref()),
         ))
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::guarded;
+    use super::{guarded, ActorError};
 
     #[test]
     fn a_panic_in_a_handler_becomes_an_answer_with_its_message() {
-        let r: Result<(), String> = guarded(|| panic!("index 3 out of range"));
+        let r: Result<(), ActorError> = guarded(|| panic!("index 3 out of range"));
         let e = r.unwrap_err();
-        assert!(e.contains("panicked: index 3 out of range"), "{e}");
-        assert_eq!(guarded(|| Ok::<_, String>(7)), Ok(7));
-        assert_eq!(guarded(|| Err::<(), _>("no".to_string())), Err("no".into()));
+        assert!(
+            matches!(&e, ActorError::Panicked(m) if m == "index 3 out of range"),
+            "{e}"
+        );
+        assert_eq!(guarded(|| Ok::<_, ActorError>(7)).ok(), Some(7));
+        assert!(matches!(
+            guarded(|| Err::<(), _>(ActorError::NotLoaded)),
+            Err(ActorError::NotLoaded)
+        ));
     }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::actors::{FitLoc, TrainedLoc};
-use super::adapter::{self, Images, StepSample};
+use super::adapter::{self, StepSample};
+use crate::data::ImageCache;
 use crate::models::{self, ModelError};
 use crate::nn::detector::{
     DetExample, DetTrainReport, DetectSettings, Detection, Detector, PrCounts,
@@ -15,12 +16,12 @@ use crate::nn::DeviceChoice;
 use crate::runtime::exec::{self, ask};
 use crate::store::{ModuleVersion, NewVersion};
 
-use super::error::RunError;
-use super::phases::{label, task_name, Cx};
-use super::report::*;
+use super::context::{label, task_name, Cx};
+use crate::experiment::report::*;
+use crate::experiment::RunError;
 
 /// Ground-truth boxes of `query` in a step's image, as fractions of it.
-pub(super) fn truth_boxes(s: &StepSample, job: &exec::Job) -> Option<Vec<[f32; 4]>> {
+pub(crate) fn truth_boxes(s: &StepSample, job: &exec::Job) -> Option<Vec<[f32; 4]>> {
     let g = job.scenes.get(&s.source)?;
     let r = s.rect;
     Some(
@@ -44,7 +45,7 @@ pub(super) fn truth_boxes(s: &StepSample, job: &exec::Job) -> Option<Vec<[f32; 4
 }
 
 /// A candidate's crop: its box enlarged 1.5 times, as CROP cuts it.
-pub(super) fn candidate_crop(img: &image::RgbImage, d: &Detection) -> image::RgbImage {
+pub(crate) fn candidate_crop(img: &image::RgbImage, d: &Detection) -> image::RgbImage {
     let (w, h) = (img.width() as f64, img.height() as f64);
     let [x, y, bw, bh] = d.rect.map(f64::from);
     let (cx, cy) = ((x + bw / 2.0) * w, (y + bh / 2.0) * h);
@@ -63,13 +64,13 @@ pub(super) fn candidate_crop(img: &image::RgbImage, d: &Detection) -> image::Rgb
     .to_image()
 }
 
-pub(super) fn distill_loc(
+pub(crate) fn distill_loc(
     cx: &Cx,
     loc: &ModuleVersion,
     steps: &[StepSample],
     dev_steps: &[StepSample],
     truth: &BTreeMap<String, exec::Job>,
-    images: &mut Images,
+    images: &ImageCache,
 ) -> Result<(ModuleVersion, LocPseudo, DetTrainReport), RunError> {
     let (store, exp, d) = (cx.store, cx.exp, &cx.exp.distill);
     let progress = cx.progress();
@@ -93,7 +94,7 @@ pub(super) fn distill_loc(
     // Candidates and the teacher's verdict on each; (example, candidates,
     // accepted flags, the parent's own detections).
     type Verified = (DetExample, Vec<Detection>, Vec<bool>, Vec<Detection>);
-    let verify = |steps: &[StepSample], images: &mut Images| -> Result<Vec<Verified>, RunError> {
+    let verify = |steps: &[StepSample], images: &ImageCache| -> Result<Vec<Verified>, RunError> {
         let mut exs = Vec::with_capacity(steps.len());
         let mut pixels = Vec::with_capacity(steps.len());
         for s in steps {
@@ -192,11 +193,11 @@ pub(super) fn distill_loc(
             train,
             dev: dev.clone(),
             config: cfg.clone(),
-            progress: cx.tick(&what, "F1 against verified boxes"),
+            on_epoch: cx.tick(&what, "F1 against verified boxes"),
             device: exp.device(),
         }),
     )
-    .map_err(RunError::actor("Trainer"))?
+    .map_err(RunError::mailbox("Trainer"))?
     .map_err(RunError::actor("Trainer"))?;
     // Measurement only, after training.
     let (mut acc, mut all, mut own) = (

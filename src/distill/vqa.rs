@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::actors::{Fit, Samples, Trained};
-use super::adapter::{self, Adapted, Images, Pointer, StepSample};
+use super::adapter::{self, Adapted, Pointer, StepSample};
+use crate::data::ImageCache;
 use crate::models::{self, ModelError};
-use crate::nn::distill::{argmax, DistillConfig, DistillReport, SoftExample};
+use crate::nn::fit::{argmax, DistillConfig, DistillReport, SoftExample};
 use crate::nn::model::Example;
 use crate::nn::DeviceChoice;
 use crate::program::interp::Perception;
@@ -16,23 +17,22 @@ use crate::runtime::exec::{self, ask};
 use crate::store::{ModuleVersion, NewVersion};
 use crate::vocab::ModelKind;
 
-use super::error::RunError;
-use super::experiment::Role;
-use super::phases::{collect, label, task_name, Cx, Labels};
-use super::report::*;
+use super::context::{collect, label, task_name, Cx, Labels};
+use crate::experiment::report::*;
+use crate::experiment::{Role, RunError};
 
-pub(super) fn best(p: &[f32]) -> f64 {
+pub(crate) fn best(p: &[f32]) -> f64 {
     p.iter().cloned().fold(0.0f32, f32::max) as f64
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn distill_vqa(
+pub(crate) fn distill_vqa(
     cx: &Cx,
     vqa: &ModuleVersion,
     steps: &[StepSample],
     dev_steps: &[StepSample],
     truth: &BTreeMap<String, exec::Job>,
-    images: &mut Images,
+    images: &ImageCache,
     seconds: &mut BTreeMap<String, f64>,
 ) -> Result<(ModuleVersion, PseudoLabels, DistillReport), RunError> {
     let (store, exp, d) = (cx.store, cx.exp, &cx.exp.distill);
@@ -63,7 +63,7 @@ pub(super) fn distill_vqa(
         None,
     );
     let label_all =
-        |steps: &[StepSample], mode: Pointer, images: &mut Images| -> Result<Labels, RunError> {
+        |steps: &[StepSample], mode: Pointer, images: &ImageCache| -> Result<Labels, RunError> {
             let mut adapted: Vec<Option<Adapted>> = Vec::with_capacity(steps.len());
             for s in steps {
                 adapted.push(adapter::adapt(
@@ -175,7 +175,7 @@ pub(super) fn distill_vqa(
             &cx.links.arbiter,
             cx.links.trainer.send(Samples { samples, dev }),
         )
-        .map_err(RunError::actor("Trainer"))
+        .map_err(RunError::mailbox("Trainer"))
     };
     send(train, false)?;
     send(dev, true)?;
@@ -200,11 +200,11 @@ pub(super) fn distill_vqa(
             replay,
             anchor,
             config: cfg.clone(),
-            progress: cx.tick(&what, "agreement with the teacher"),
+            on_epoch: cx.tick(&what, "agreement with the teacher"),
             device: exp.device(),
         }),
     )
-    .map_err(RunError::actor("Trainer"))?
+    .map_err(RunError::mailbox("Trainer"))?
     .map_err(RunError::actor("Trainer"))?;
     seconds.insert("distill: train vqa".into(), t1.elapsed().as_secs_f64());
     // Pseudo-label accuracy: measurement only, after training.

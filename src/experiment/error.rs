@@ -3,8 +3,8 @@
 
 use crate::data::DataError;
 use crate::models::ModelError;
-use crate::runtime::eval::EvalError;
 use crate::runtime::exec::ExecError;
+use crate::runtime::score::EvalError;
 use crate::store::StoreError;
 
 /// An error that stops a run (recorded on the run as `failed`).
@@ -27,16 +27,25 @@ pub enum RunError {
     Exec(#[from] ExecError),
     /// The experiment or its sweep cannot be run as written.
     #[error(transparent)]
-    Config(#[from] crate::distill::experiment::ConfigError),
+    Config(#[from] crate::experiment::ConfigError),
     /// The run's actor system did not start.
     #[error("the run's actor system did not start")]
     ActorSystem,
-    /// An actor answered with an error, or its mailbox closed.
-    #[error("the {actor} actor: {message}")]
+    /// An actor answered with an error.
+    #[error("the {actor} actor: {source}")]
     Actor {
-        /// Teacher, Trainer or Coordinator.
+        /// Teacher or Trainer.
         actor: &'static str,
         /// What it said.
+        #[source]
+        source: ActorError,
+    },
+    /// An actor's mailbox closed or the run's actor system stopped.
+    #[error("the {actor} actor: {message}")]
+    Mailbox {
+        /// Teacher, Trainer or Coordinator.
+        actor: &'static str,
+        /// What the mailbox said.
         message: String,
     },
     /// Code inside an actor panicked: a defect in vpd, reported with its
@@ -81,10 +90,36 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// An actor's error answer or closed mailbox, as the caller saw it.
-    pub fn actor(actor: &'static str) -> impl Fn(String) -> RunError {
-        move |message| RunError::Actor { actor, message }
+    /// An actor's error answer, named with the actor; a panic inside it is
+    /// `Panicked`, as the Coordinator's is.
+    pub fn actor(actor: &'static str) -> impl Fn(ActorError) -> RunError {
+        move |e| match e {
+            ActorError::Panicked(message) => RunError::Panicked { actor, message },
+            source => RunError::Actor { actor, source },
+        }
     }
+    /// An actor's closed mailbox, as the caller saw it.
+    pub fn mailbox(actor: &'static str) -> impl Fn(String) -> RunError {
+        move |message| RunError::Mailbox { actor, message }
+    }
+}
+
+/// Why the Teacher or the Trainer gave no result (the caller names the
+/// actor with `RunError::actor`).
+#[derive(Debug, thiserror::Error)]
+pub enum ActorError {
+    /// A network failed: loading a checkpoint, libtorch, the device.
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
+    /// A label was asked for before the teacher was loaded.
+    #[error("the teacher is not loaded")]
+    NotLoaded,
+    /// The teacher answered some query with an empty distribution.
+    #[error("the teacher gave no distribution for some queries")]
+    NoDistribution,
+    /// The handler's code panicked: a defect in vpd, with its message.
+    #[error("panicked: {0}")]
+    Panicked(String),
 }
 
 /// The message of a caught panic's payload.

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::experiment::Experiment;
+use super::spec::Experiment;
 use crate::nn::detector::DetTrainReport;
-use crate::nn::distill::DistillReport;
-use crate::runtime::eval::Score;
+use crate::nn::fit::DistillReport;
+use crate::runtime::score::Score;
 use crate::store::GateReport;
 
 /// Accuracy difference of two pipelines on the same examples.

@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 
 use super::error::RunError;
-use super::experiment::{Experiment, RealCfg, Role};
+use super::spec::{Experiment, RealCfg, Role};
 use crate::program::llm::LlmConfig;
-use crate::runtime::eval::{Layout, Slice};
+use crate::runtime::jobs::{Layout, Slice};
 use crate::vocab::Task;
 
 /// One task's data in a run.
 #[derive(Debug, Clone)]
-pub(super) enum Source {
+pub enum Source {
     /// A synthetic folder under the store.
     Synthetic {
         /// The folder.
@@ -31,7 +31,7 @@ pub(super) enum Source {
 
 impl Source {
     /// The synthetic world's folder for a task.
-    pub(super) fn synthetic(dir: PathBuf, exp: &Experiment) -> Source {
+    pub fn synthetic(dir: PathBuf, exp: &Experiment) -> Source {
         Source::Synthetic {
             dir,
             test: exp.eval.split.clone(),
@@ -42,7 +42,7 @@ impl Source {
     /// every role in `roles` (the train role is read, and so checked,
     /// only when a teacher is pre-trained on it), and the generator's
     /// settings are complete.
-    pub(super) fn real(task: Task, cfg: &RealCfg, roles: &[Role]) -> Result<Source, RunError> {
+    pub fn real(task: Task, cfg: &RealCfg, roles: &[Role]) -> Result<Source, RunError> {
         let root = PathBuf::from(&cfg.root);
         if !root.is_dir() {
             return Err(RunError::RealData(format!(
@@ -76,12 +76,12 @@ impl Source {
     }
 
     /// Whether the data is a real folder.
-    pub(super) fn is_real(&self) -> bool {
+    pub fn is_real(&self) -> bool {
         matches!(self, Source::Real { .. })
     }
 
     /// The LLM generator (none: the annotated one).
-    pub(super) fn llm(&self) -> Option<LlmConfig> {
+    pub fn llm(&self) -> Option<LlmConfig> {
         match self {
             Source::Real { llm, .. } => llm.clone(),
             Source::Synthetic { .. } => None,
@@ -89,7 +89,7 @@ impl Source {
     }
 
     /// What role `r` reads: `n` examples from its offset (0: all).
-    pub(super) fn slice(&self, r: Role, n: usize) -> Slice {
+    pub fn slice(&self, r: Role, n: usize) -> Slice {
         match self {
             Source::Synthetic { dir, test } => {
                 let split = match r {
@@ -113,7 +113,7 @@ impl Source {
 
     /// What role `r` reads, in words for the report: the dataset key, and
     /// whether it is real or synthetic.
-    pub(super) fn describe(&self, task: Task, r: Role, n: usize) -> String {
+    pub fn describe(&self, task: Task, r: Role, n: usize) -> String {
         let s = self.slice(r, n);
         let key = s.key(task).unwrap_or_else(|_| s.split.clone());
         match self {

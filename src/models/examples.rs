@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::data::cache::INPUT;
 use crate::data::images::{decode, to_model_input};
 use crate::data::synth::GenericRecord;
+use crate::data::synth_store::INPUT;
 use crate::data::world::{plural, COLORS, SHAPES};
 use crate::data::{gqa, nlvr2, DataError};
 use crate::nn::detector::DetExample;

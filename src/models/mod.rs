@@ -15,7 +15,7 @@ mod load;
 mod pretrain;
 pub mod shipped;
 
-pub use crate::data::cache::{data_dir, data_of_version, INPUT};
+pub use crate::data::synth_store::{data_dir, data_of_version, INPUT};
 pub use examples::*;
 pub use load::*;
 pub use pretrain::*;

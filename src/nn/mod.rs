@@ -3,17 +3,17 @@
 
 pub mod checkpoint;
 pub mod detector;
-pub mod distill;
 pub mod film;
+pub mod fit;
+mod libtorch;
 pub mod model;
 pub mod perception;
-mod runtime;
 pub mod script_loc;
 pub mod speed;
 pub mod text;
 mod tiny;
 
-pub use runtime::{
+pub use libtorch::{
     allocator_tuned, cuda_summary, libtorch_info, parse_device, set_threads, threads,
     tune_allocator, DeviceChoice, LibtorchInfo, MALLOC_ENV,
 };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::data::images::to_model_input;
-use crate::program::interp::{ImageVal, Perception, Rect, ScoredBox};
+use crate::program::interp::{ImageVal, Perception, PerceptionError, Rect, ScoredBox};
 
 use super::detector::{DetExample, DetectSettings, Detection};
 use super::model::{Example, Model};
@@ -34,17 +34,19 @@ impl Perception for NeuralVqa {
     fn name(&self, _module: &str) -> String {
         self.label.clone()
     }
-    fn loc(&mut self, _image: &ImageVal, _object: &str) -> Result<Vec<ScoredBox>, String> {
-        Err(format!("{} is a VQA module, not LOC", self.label))
+    fn loc(&mut self, _image: &ImageVal, _object: &str) -> Result<Vec<ScoredBox>, PerceptionError> {
+        Err(PerceptionError::wrong_slot(&self.label, "VQA"))
     }
-    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String> {
+    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, PerceptionError> {
         let p = self.distribution(image, question);
         let best = p
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, _)| i)
-            .ok_or("empty answer distribution")?;
+            .ok_or_else(|| PerceptionError::NoAnswer {
+                module: self.label.clone(),
+            })?;
         Ok(self.model.meta.answers.list[best].clone())
     }
 }
@@ -81,11 +83,11 @@ impl Perception for NeuralLoc {
     fn name(&self, _module: &str) -> String {
         self.label.clone()
     }
-    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, PerceptionError> {
         Ok(boxes_in(&self.detect(image, object), image))
     }
-    fn vqa(&mut self, _image: &ImageVal, _question: &str) -> Result<String, String> {
-        Err(format!("{} is a LOC module, not VQA", self.label))
+    fn vqa(&mut self, _image: &ImageVal, _question: &str) -> Result<String, PerceptionError> {
+        Err(PerceptionError::wrong_slot(&self.label, "LOC"))
     }
 }
 

@@ -9,33 +9,19 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::actors::{Teacher, Trainer};
-use super::experiment::Experiment;
+use crate::distill::actors::{Teacher, Trainer};
+use crate::distill::context::Links;
+use crate::experiment::error::panic_message;
+use crate::experiment::report::*;
+use crate::experiment::{Experiment, Progress, RunError};
 use crate::runtime::exec::ask;
 use crate::store::{NewRun, RunStatus, Store};
 
-use super::error::{panic_message, RunError};
 use super::phases::phases;
-use super::report::*;
-
-/// Progress reporting of a run: phase messages and counts.
-pub trait Progress: Send + Sync {
-    /// A phase starts (with a total, when known).
-    fn phase(&self, name: &str, total: Option<u64>);
-    /// Work done in the phase so far.
-    fn set(&self, done: u64, message: &str);
-}
-
-/// The actors of a run.
-pub(super) struct Links {
-    pub(super) teacher: Addr<Teacher>,
-    pub(super) trainer: Addr<Trainer>,
-    pub(super) arbiter: ArbiterHandle,
-}
 
 /// The Coordinator actor: runs the phases of one run on its own thread and
 /// talks to the Teacher and the Trainer by messages.
-pub(super) struct Coordinator {
+pub(crate) struct Coordinator {
     links: Arc<Links>,
 }
 
@@ -44,12 +30,12 @@ impl Actor for Coordinator {
 }
 
 /// The phases of one run, as the Coordinator runs them.
-pub(super) type Job = Box<dyn FnOnce(&Links) -> Result<RunReport, RunError> + Send>;
+pub(crate) type RunBody = Box<dyn FnOnce(&Links) -> Result<RunReport, RunError> + Send>;
 
 /// Run these phases; the answer is the run's report or why it stopped.
 #[derive(Message)]
 #[rtype(result = "Result<RunReport, RunError>")]
-pub(super) struct Go(Job);
+pub(crate) struct Go(RunBody);
 
 impl Handler<Go> for Coordinator {
     type Result = Result<RunReport, RunError>;
@@ -113,7 +99,7 @@ pub fn run_trial(
     });
     let (coordinator, arbiter, system) = rx.recv().map_err(|_| RunError::ActorSystem)?;
     let (s, e, id) = (store.clone(), exp.clone(), run.id);
-    let job: Job = Box::new(move |links| phases(&s, &e, id, links, &progress));
+    let job: RunBody = Box::new(move |links| phases(&s, &e, id, links, &progress));
     let out = ask(&arbiter, coordinator.send(Go(job)));
     system.stop();
     let _ = handle.join();
@@ -123,7 +109,7 @@ pub fn run_trial(
             Ok(r)
         }
         Ok(Err(e)) => Err(e),
-        Err(message) => Err(RunError::Actor {
+        Err(message) => Err(RunError::Mailbox {
             actor: "Coordinator",
             message,
         }),

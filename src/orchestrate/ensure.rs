@@ -7,39 +7,36 @@
 
 use std::collections::BTreeMap;
 
-use super::experiment::{overlap, Experiment, Role};
-use super::source::Source;
+use crate::experiment::source::Source;
+use crate::experiment::{overlap, Experiment, Progress, Role, RunError};
 use crate::models::{self, PretrainConfig, INPUT};
 use crate::nn::model::TrainConfig;
-use crate::runtime::eval;
 use crate::store::{ModuleVersion, Store, VersionRef};
 use crate::vocab::Task;
 
-use super::coordinator::Progress;
-use super::error::RunError;
-use super::phases::label;
+use crate::distill::context::label;
 
 /// What pre-training on demand needs.
-pub(super) struct Ensure<'a> {
-    pub(super) store: &'a Store,
-    pub(super) exp: &'a Experiment,
+pub(crate) struct Ensure<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) exp: &'a Experiment,
     /// Each task's data in this run, by task name.
-    pub(super) sources: &'a BTreeMap<String, Source>,
+    pub(crate) sources: &'a BTreeMap<String, Source>,
     /// Whether students may be pre-trained on the synthetic generic corpus.
-    pub(super) synthetic_students: bool,
-    pub(super) progress: &'a dyn Progress,
+    pub(crate) synthetic_students: bool,
+    pub(crate) progress: &'a dyn Progress,
     /// Versions reused from the store whose recorded recipe differs from
     /// the experiment's, with the differences.
-    pub(super) differences: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
+    pub(crate) differences: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
     /// Versions imported from the shipped checkpoints.
-    pub(super) shipped: std::cell::RefCell<Vec<String>>,
+    pub(crate) shipped: std::cell::RefCell<Vec<String>>,
 }
 
 impl Ensure<'_> {
     /// Resolves `vr`, pre-training it when it is a default alias the store
     /// lacks; `made` collects what was pre-trained, `from` where each
     /// version came from.
-    pub(super) fn ensure(
+    pub(crate) fn ensure(
         &self,
         vr: &VersionRef,
         made: &mut Vec<String>,
@@ -129,7 +126,9 @@ impl Ensure<'_> {
             [Role::Train, Role::Dev, Role::Test].map(|r| src.slice(r, exp.role_size(task, r)));
         let mut sets = Vec::new();
         for s in &slices {
-            sets.push(eval::training_examples(task, s, &ans, INPUT)?);
+            sets.push(crate::runtime::teacher_eval::training_examples(
+                task, s, &ans, INPUT,
+            )?);
         }
         let [tr, dv, te]: [Vec<_>; 3] = sets
             .try_into()
@@ -166,7 +165,7 @@ impl Ensure<'_> {
 /// How a stored version's recorded pre-training recipe differs from the
 /// one the experiment would use to make it (empty: the same, or not a
 /// built-in module's pre-trained version, whose recipe is not comparable).
-pub(super) fn recipe_differences(exp: &Experiment, v: &ModuleVersion) -> Vec<String> {
+pub(crate) fn recipe_differences(exp: &Experiment, v: &ModuleVersion) -> Vec<String> {
     let p = &exp.pretrain;
     let Some((epochs, n)) = p.recipe(&exp.data, &v.module) else {
         return Vec::new();

@@ -18,46 +18,31 @@
 //!    gate against the parent, and the alias moved only when it passes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::actors::{Label, LoadTeacher};
-use super::adapter::{self, Images, StepSample};
-use super::experiment::{Experiment, Role};
-use super::source::Source;
 use crate::data::synth::{Corpus, SynthConfig};
 use crate::data::DataError;
+use crate::data::ImageCache;
+use crate::distill::actors::LoadTeacher;
+use crate::distill::adapter::StepSample;
+use crate::distill::context::{collect, exec_config, label, task_name, version_ref, Cx, Links};
+use crate::distill::loc::distill_loc;
+use crate::distill::vqa::distill_vqa;
+use crate::experiment::report::*;
+use crate::experiment::source::Source;
+use crate::experiment::{Experiment, Progress, Role, RunError};
 use crate::models::{self, ModelError, INPUT};
-use crate::nn::model::Example;
 use crate::nn::DeviceChoice;
-use crate::runtime::eval::{self, EvalReport, EvalSpec, Score};
-use crate::runtime::exec::{self, ask, ExecConfig, ImageCache, ModuleChoice};
-use crate::store::{GateReport, ModuleVersion, Store, VersionRef};
+use crate::runtime::exec::{self, ask, ModuleChoice};
+use crate::runtime::score::{EvalReport, Score};
+use crate::store::{GateReport, ModuleVersion, Store};
 use crate::vocab::{Slot, Task};
 
-use super::coordinator::{Links, Progress};
-use super::error::RunError;
-use super::loc::distill_loc;
-use super::report::*;
-use super::vqa::distill_vqa;
+use super::evaluate::{evaluate, paired};
 
-pub(super) fn version_ref(v: &ModuleVersion) -> VersionRef {
-    VersionRef {
-        module: v.module.clone(),
-        reference: v.number.to_string(),
-    }
-}
-
-pub(super) fn label(v: &ModuleVersion) -> String {
-    format!("{}@{}", v.module, v.number)
-}
-
-pub(super) fn task_name(t: Task) -> String {
-    t.to_string()
-}
-
-pub(super) fn n_of(exp: &Experiment, t: Corpus) -> usize {
+pub(crate) fn n_of(exp: &Experiment, t: Corpus) -> usize {
     match t {
         Corpus::Gqa => exp.data.gqa_n,
         Corpus::Nlvr2 => exp.data.nlvr2_n,
@@ -65,7 +50,7 @@ pub(super) fn n_of(exp: &Experiment, t: Corpus) -> usize {
     }
 }
 
-pub(super) fn data(store: &Store, exp: &Experiment, t: Corpus) -> Result<PathBuf, DataError> {
+pub(crate) fn data(store: &Store, exp: &Experiment, t: Corpus) -> Result<PathBuf, DataError> {
     models::data_dir(
         store,
         SynthConfig {
@@ -77,134 +62,9 @@ pub(super) fn data(store: &Store, exp: &Experiment, t: Corpus) -> Result<PathBuf
     )
 }
 
-pub(super) fn evaluate(
-    store: &Store,
-    exp: &Experiment,
-    task: Task,
-    source: &Source,
-    vqa: &ModuleVersion,
-    loc: ModuleChoice,
-    progress: &dyn Progress,
-) -> Result<EvalReport, RunError> {
-    let vqa_choice = match &loc {
-        ModuleChoice::Oracle => ModuleChoice::Oracle,
-        _ => ModuleChoice::Version(version_ref(vqa)),
-    };
-    let slice = source.slice(Role::Test, exp.eval.limit);
-    let what = format!(
-        "evaluating {} on {} {}",
-        match &loc {
-            ModuleChoice::Oracle => "oracle modules".to_string(),
-            _ => label(vqa),
-        },
-        task_name(task),
-        slice.split
-    );
-    progress.phase(&what, None);
-    let spec = EvalSpec {
-        task,
-        slice,
-        vqa: vqa_choice,
-        loc,
-        llm: source.llm(),
-        force: false,
-    };
-    Ok(eval::evaluate(store, &spec, exec_config(exp), &|k, _| {
-        progress.set(k as u64, &what)
-    })?)
-}
-
-/// The executor's settings in a run: batched, with the experiment's image
-/// cache.
-pub(super) fn exec_config(exp: &Experiment) -> ExecConfig {
-    ExecConfig {
-        image_cache_bytes: exp.data.image_cache_mb.saturating_mul(1 << 20),
-        ..ExecConfig::batched(crate::nn::threads())
-    }
-    .on(exp.device(), exec::GPU_BATCH)
-}
-
-/// The VQA and LOC steps of the base pipeline's programs on `limit`
-/// examples of a role's split (0: all; jobs without answers or scene
-/// graphs).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn collect(
-    store: &Store,
-    exp: &Experiment,
-    task: Task,
-    source: &Source,
-    role: Role,
-    limit: usize,
-    vqa: &ModuleVersion,
-    loc: &ModuleVersion,
-    progress: &dyn Progress,
-) -> Result<(Vec<StepSample>, Vec<StepSample>), RunError> {
-    let slice = source.slice(role, limit);
-    let jobs = slice.jobs(task, false)?;
-    eval::needs_programs(&jobs, source.llm().is_some(), &slice.split)?;
-    let what = format!(
-        "running {} {} programs ({role})",
-        task_name(task),
-        slice.split
-    );
-    progress.phase(&what, Some(jobs.len() as u64));
-    let rep = exec::execute(
-        store,
-        &jobs,
-        task,
-        &ModuleChoice::Version(version_ref(vqa)),
-        &ModuleChoice::Version(version_ref(loc)),
-        source.llm(),
-        exec_config(exp),
-        &ImageCache::with_budget(exec_config(exp).image_cache_bytes),
-        &|k| progress.set(k as u64, &what),
-    )?;
-    let vqa_steps = jobs
-        .iter()
-        .zip(&rep.outcomes)
-        .flat_map(|(j, o)| adapter::steps_of(j, o))
-        .collect();
-    let loc_steps = jobs
-        .iter()
-        .zip(&rep.outcomes)
-        .flat_map(|(j, o)| adapter::loc_steps_of(j, o))
-        .collect();
-    Ok((vqa_steps, loc_steps))
-}
-
-pub(super) fn paired(
-    store: &Store,
-    base: &EvalReport,
-    distilled: &EvalReport,
-) -> Result<Difference, RunError> {
-    let correct = |r: &EvalReport| -> Result<BTreeMap<String, bool>, RunError> {
-        let d = eval::details(store, &r.evaluation)?.ok_or(RunError::NoDetails(r.evaluation.id))?;
-        Ok(d.examples
-            .iter()
-            .filter_map(|e| {
-                Some((
-                    e.get("id")?.as_str()?.to_string(),
-                    e.get("correct")?.as_bool()?,
-                ))
-            })
-            .collect())
-    };
-    let (a, b) = (correct(base)?, correct(distilled)?);
-    let diffs: Vec<f64> = a
-        .iter()
-        .filter_map(|(k, x)| b.get(k).map(|y| *y as i32 as f64 - *x as i32 as f64))
-        .collect();
-    let p = crate::stats::paired(&diffs);
-    Ok(Difference {
-        points: p.points,
-        ci95: p.ci95,
-        n: p.n,
-    })
-}
-
 /// A run's phases, in order; each is a named step below. The elapsed time
 /// of each lands in the report's `seconds`.
-pub(super) fn phases(
+pub(crate) fn phases(
     store: &Store,
     exp: &Experiment,
     run_id: uuid::Uuid,
@@ -259,7 +119,7 @@ pub(super) fn phases(
 /// What every trial of a sweep shares, made ahead of the trials (a Slurm
 /// sweep does this before it submits): the data, the pre-trained versions
 /// the store lacks, and the teacher, oracle and base evaluations.
-pub(super) fn prepare(
+pub(crate) fn prepare(
     store: &Store,
     exp: &Experiment,
     progress: &dyn Progress,
@@ -294,15 +154,15 @@ impl Clock {
 }
 
 /// The data of every task the run touches, and the generic corpus.
-pub(super) struct RunData {
+pub(crate) struct RunData {
     /// Evaluated tasks and the distillation task, sorted, once each.
-    pub(super) tasks: Vec<Task>,
+    pub(crate) tasks: Vec<Task>,
     /// The generic corpus (students' pre-training, replay): none when the
     /// distillation's data is real and the experiment does not allow the
     /// synthetic world (`data.allow_synthetic`).
-    pub(super) generic: Option<PathBuf>,
+    pub(crate) generic: Option<PathBuf>,
     /// Each task's data, by task name.
-    pub(super) sources: BTreeMap<String, Source>,
+    pub(crate) sources: BTreeMap<String, Source>,
 }
 
 impl RunData {
@@ -316,7 +176,7 @@ impl RunData {
 
 /// A task's data: its real folder when the experiment names one, else the
 /// synthetic world's (made under the store when missing).
-pub(super) fn source_of(store: &Store, exp: &Experiment, t: Task) -> Result<Source, RunError> {
+pub(crate) fn source_of(store: &Store, exp: &Experiment, t: Task) -> Result<Source, RunError> {
     let real = exp.data.real(t);
     if real.is_real() {
         // The roles the run reads of this task.
@@ -403,21 +263,21 @@ fn data_used(exp: &Experiment, run: &RunData, m: &Modules) -> BTreeMap<String, S
 }
 
 /// The base pipeline's modules and the teachers, made when missing.
-pub(super) struct Modules {
-    pub(super) vqa: ModuleVersion,
-    pub(super) loc: ModuleVersion,
+pub(crate) struct Modules {
+    pub(crate) vqa: ModuleVersion,
+    pub(crate) loc: ModuleVersion,
     /// By task name, for the tasks the run touches that have one.
-    pub(super) teachers: BTreeMap<String, ModuleVersion>,
+    pub(crate) teachers: BTreeMap<String, ModuleVersion>,
     /// What was pre-trained because the store lacked it.
-    pub(super) made: Vec<String>,
+    pub(crate) made: Vec<String>,
     /// Each version used: where it came from (the store, or the data it
     /// was pre-trained on).
-    pub(super) sources: BTreeMap<String, String>,
+    pub(crate) sources: BTreeMap<String, String>,
     /// Versions reused from the store that were made with another recipe
     /// than the experiment's, with the differences.
-    pub(super) recipe_differences: BTreeMap<String, Vec<String>>,
+    pub(crate) recipe_differences: BTreeMap<String, Vec<String>>,
     /// Imported from the shipped checkpoints because the store lacked them.
-    pub(super) shipped: Vec<String>,
+    pub(crate) shipped: Vec<String>,
 }
 
 /// Phase 2: Pre-training of what the store lacks.
@@ -429,7 +289,7 @@ fn pretrain(
 ) -> Result<Modules, RunError> {
     let mut made = Vec::new();
     let mut sources = BTreeMap::new();
-    let cx = super::pretrain::Ensure {
+    let cx = super::ensure::Ensure {
         store,
         exp,
         sources: &run.sources,
@@ -487,7 +347,7 @@ fn baselines(
             Some(v) => {
                 progress.phase(&format!("evaluating {} end to end", label(v)), None);
                 Some(
-                    eval::evaluate_teacher(
+                    crate::runtime::teacher_eval::evaluate_teacher(
                         store,
                         *t,
                         &version_ref(v),
@@ -550,7 +410,7 @@ fn load_teacher(
         &links.arbiter,
         links.teacher.send(LoadTeacher(net, exp.device())),
     )
-    .map_err(RunError::actor("Teacher"))?
+    .map_err(RunError::mailbox("Teacher"))?
     .map_err(RunError::actor("Teacher"))?;
     Ok((teacher, meta))
 }
@@ -637,9 +497,9 @@ fn other_task(
 }
 
 /// What distillation made, per slot.
-pub(super) struct Distilled {
+pub(crate) struct Distilled {
     candidates: BTreeMap<Slot, ModuleVersion>,
-    vqa: Option<(PseudoLabels, crate::nn::distill::DistillReport)>,
+    vqa: Option<(PseudoLabels, crate::nn::fit::DistillReport)>,
     loc: Option<(LocPseudo, crate::nn::detector::DetTrainReport)>,
 }
 
@@ -647,27 +507,19 @@ pub(super) struct Distilled {
 /// version of each distilled slot.
 fn distill(cx: &Cx, s: &Steps, seconds: &mut BTreeMap<String, f64>) -> Result<Distilled, RunError> {
     let d = &cx.exp.distill;
-    let mut images = Images::default();
+    let images = ImageCache::with_budget(exec_config(cx.exp).image_cache_bytes);
     let mut out = Distilled {
         candidates: BTreeMap::new(),
         vqa: None,
         loc: None,
     };
     if d.modules.contains(&Slot::Vqa) {
-        let (v, p, t) = distill_vqa(
-            cx,
-            cx.vqa,
-            &s.vqa,
-            &s.dev_vqa,
-            &s.truth,
-            &mut images,
-            seconds,
-        )?;
+        let (v, p, t) = distill_vqa(cx, cx.vqa, &s.vqa, &s.dev_vqa, &s.truth, &images, seconds)?;
         out.candidates.insert(Slot::Vqa, v);
         out.vqa = Some((p, t));
     }
     if d.modules.contains(&Slot::Loc) {
-        let (v, p, t) = distill_loc(cx, cx.loc, &s.loc, &s.dev_loc, &s.truth, &mut images)?;
+        let (v, p, t) = distill_loc(cx, cx.loc, &s.loc, &s.dev_loc, &s.truth, &images)?;
         out.candidates.insert(Slot::Loc, v);
         out.loc = Some((p, t));
     }
@@ -828,70 +680,5 @@ fn report(
         machine: Some(crate::machine::Machine::this()),
         seconds,
         config: exp.clone(),
-    }
-}
-
-/// Per step: the soft label and whether the pointer rewrote the question
-/// (none: the adapter has no rule for the step).
-pub(super) type Labels = Vec<Option<(Vec<f32>, bool)>>;
-
-/// What the distillation phases share.
-pub(super) struct Cx<'a> {
-    pub(super) store: &'a Store,
-    pub(super) exp: &'a Experiment,
-    pub(super) links: &'a Links,
-    pub(super) shared: &'a Arc<dyn Progress>,
-    pub(super) run_id: uuid::Uuid,
-    pub(super) teacher: &'a ModuleVersion,
-    pub(super) teacher_meta: &'a crate::nn::model::ModelMeta,
-    /// The generic corpus, when the run may replay it.
-    pub(super) generic: Option<&'a Path>,
-    /// The distillation task's data.
-    pub(super) source: &'a Source,
-    pub(super) task: Task,
-    /// The other task and its data (anchor steps come from there).
-    pub(super) other: (Task, Option<Source>),
-    pub(super) vqa: &'a ModuleVersion,
-    pub(super) loc: &'a ModuleVersion,
-}
-
-impl Cx<'_> {
-    pub(super) fn progress(&self) -> &dyn Progress {
-        self.shared.as_ref()
-    }
-    pub(super) fn label(&self, queries: Vec<Example>) -> Result<Vec<Vec<f32>>, RunError> {
-        let mut probs = Vec::with_capacity(queries.len());
-        for chunk in queries.chunks(512) {
-            let got = ask(
-                &self.links.arbiter,
-                self.links.teacher.send(Label(chunk.to_vec())),
-            )
-            .map_err(RunError::actor("Teacher"))?
-            .map_err(RunError::actor("Teacher"))?;
-            probs.extend(got);
-        }
-        Ok(probs)
-    }
-    pub(super) fn tick(
-        &self,
-        what: &str,
-        unit: &'static str,
-    ) -> Arc<dyn Fn(usize, f64, f64) + Send + Sync> {
-        let (p, what) = (self.shared.clone(), what.to_string());
-        Arc::new(move |e, l, a| {
-            p.set(
-                e as u64,
-                &format!("{what}: loss {l:.3}, dev {unit} {:.1}%", 100.0 * a),
-            );
-            tracing::info!(
-                "{what}: epoch {e}: loss {l:.4}, dev {unit} {:.1}%",
-                100.0 * a
-            );
-        })
-    }
-    /// The distill slice's dataset key (a version's `data`).
-    pub(super) fn dataset(&self) -> String {
-        let s = self.source.slice(Role::Distill, self.exp.distill.samples);
-        s.key(self.task).unwrap_or_else(|_| s.split.clone())
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::ast::{Arg, Program, Step};
-use super::eval::{self, Val};
+use super::expr::{self, Val};
 use super::trace::{StepTrace, Trace, TraceValue};
 pub use super::value::{BoxesVal, ImageVal, Rect, ScoredBox, Value};
 
@@ -20,9 +20,52 @@ pub trait Perception {
     /// Name and version for traces, e.g. `oracle` or `vqa@3`.
     fn name(&self, module: &str) -> String;
     /// LOC: boxes of `object` in `image` (its own pixel coordinates).
-    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String>;
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, PerceptionError>;
     /// VQA: the answer to `question` about `image`.
-    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String>;
+    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, PerceptionError>;
+}
+
+/// Why a module gave no answer to a step (the step fails with it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PerceptionError {
+    /// A module asked for what it does not do (a LOC module asked a
+    /// question).
+    #[error("{module} is a {kind} module, not {asked}")]
+    WrongSlot {
+        /// `module@number`.
+        module: String,
+        /// What it is: LOC or VQA.
+        kind: &'static str,
+        /// What it was asked: LOC or VQA.
+        asked: &'static str,
+    },
+    /// The oracle cannot answer from the scene graph.
+    #[error("{0}")]
+    Oracle(String),
+    /// The module gave an empty answer distribution.
+    #[error("{module} gave no answer distribution")]
+    NoAnswer {
+        /// `module@number`.
+        module: String,
+    },
+    /// The module's worker failed (its own error's message: a network that
+    /// did not load, a crash, a stopped batcher).
+    #[error("{0}")]
+    Worker(String),
+    /// No module fills the slot (what to give instead).
+    #[error("{0}")]
+    NoModule(String),
+}
+
+impl PerceptionError {
+    /// A LOC module asked a VQA question, or the other way round.
+    pub fn wrong_slot(module: &str, kind: &'static str) -> PerceptionError {
+        PerceptionError::WrongSlot {
+            module: module.to_string(),
+            kind,
+            asked: if kind == "LOC" { "VQA" } else { "LOC" },
+        }
+    }
 }
 
 /// A step that failed, naming it.
@@ -250,7 +293,7 @@ pub fn run(
                     fail("LOC needs a module: give --modules (oracle, or LOC=loc@REF)".into())
                 })?;
                 module_name = format!("LOC ({})", p.name("LOC"));
-                let boxes = p.loc(&img, &object).map_err(&fail)?;
+                let boxes = p.loc(&img, &object).map_err(|e| fail(e.to_string()))?;
                 Ok(Value::Boxes(BoxesVal {
                     boxes,
                     object,
@@ -267,7 +310,7 @@ pub fn run(
                     fail("VQA needs a module: give --modules (oracle, or VQA=vqa@REF)".into())
                 })?;
                 module_name = format!("VQA ({})", p.name("VQA"));
-                let a = p.vqa(&img, &q).map_err(&fail)?;
+                let a = p.vqa(&img, &q).map_err(|e| fail(e.to_string()))?;
                 Ok(Value::Scalar(Val::Text(a)))
             }
             "COUNT" => match get("box")? {
@@ -279,7 +322,7 @@ pub fn run(
             },
             "EVAL" => {
                 let expr_text = text("expr")?;
-                let expr = eval::parse(&expr_text).map_err(|e| fail(e.message))?;
+                let expr = expr::parse(&expr_text).map_err(|e| fail(e.message))?;
                 let mut bound = BTreeMap::new();
                 for r in expr.refs() {
                     let v = match env.get(&r) {
@@ -372,10 +415,10 @@ impl Perception for Composite {
             _ => self.vqa.name(module),
         }
     }
-    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, PerceptionError> {
         self.loc.loc(image, object)
     }
-    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String> {
+    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, PerceptionError> {
         self.vqa.vqa(image, question)
     }
 }

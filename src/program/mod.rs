@@ -5,7 +5,7 @@
 
 pub mod ast;
 pub mod convert;
-pub mod eval;
+pub mod expr;
 pub mod interp;
 pub mod llm;
 pub mod oracle;

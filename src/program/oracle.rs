@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::data::gqa::{SceneGraph, SceneObject};
 use crate::data::world::{COLORS, SIZES};
 
-use super::interp::{ImageVal, Perception, Rect, ScoredBox};
+use super::interp::{ImageVal, Perception, PerceptionError, Rect, ScoredBox};
 
 /// Oracle LOC and VQA over scene graphs keyed by source image name
 /// (`IMAGE`, `LEFT`, `RIGHT`).
@@ -102,8 +102,18 @@ impl Perception for Oracle {
     fn name(&self, _module: &str) -> String {
         "oracle".into()
     }
+    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, PerceptionError> {
+        self.boxes(image, object).map_err(PerceptionError::Oracle)
+    }
+    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, PerceptionError> {
+        self.answer(image, question)
+            .map_err(PerceptionError::Oracle)
+    }
+}
 
-    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
+impl Oracle {
+    /// LOC from the scene graph: every visible object of that name.
+    fn boxes(&self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
         let g = self.graph(image)?;
         Ok(self
             .visible(g, image)
@@ -121,7 +131,8 @@ impl Perception for Oracle {
             .collect())
     }
 
-    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String> {
+    /// VQA from the scene graph, for the questions programs ask.
+    fn answer(&self, image: &ImageVal, question: &str) -> Result<String, String> {
         let g = self.graph(image)?;
         let q = question.trim().trim_end_matches('?').trim().to_lowercase();
         let q = q.as_str();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use image::RgbImage;
 use serde::{Serialize, Serializer};
 
-use super::eval::Val;
+use super::expr::Val;
 use super::value::{BoxesVal, ImageVal, Rect, ScoredBox, Value};
 
 /// A value as recorded in a trace.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::ast::{Arg, Program};
-use super::{eval, parser, ErrorKind, ProgramError, Warning};
+use super::{expr, parser, ErrorKind, ProgramError, Warning};
 
 /// What a value is, statically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -296,7 +296,7 @@ pub fn validate_with(p: &Program, task: Option<Task>, free: &[(String, Kind)]) -
             }
             if sig.module == "EVAL" {
                 match &a.value {
-                    Arg::Str(text) => match eval::parse(text) {
+                    Arg::Str(text) => match expr::parse(text) {
                         Err(x) => errors.push(e(
                             a.value_column + 1 + x.offset,
                             ErrorKind::InvalidExpression,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use image::RgbImage;
 use serde::Serialize;
 
-use super::eval::Val;
+use super::expr::Val;
 
 /// A rectangle in pixels: x, y, width, height.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use crate::distill::sweep::{self, Configuration, Trial};
-use crate::distill::RunReport;
+use crate::experiment::sweep::{self, Configuration, Trial};
+use crate::experiment::RunReport;
 use crate::store::{ModuleVersion, RunStatus, Store, VersionRef};
 
 use super::{ReportError, Target};

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use uuid::Uuid;
 
-use crate::distill::sweep::{self};
+use crate::experiment::sweep;
 
 use super::gather::{ReportData, VersionInfo};
 use super::{plot, ReportError, Target};

@@ -30,7 +30,36 @@ impl<Q, R> Batch<Q, R> {
 }
 
 impl<Q: 'static, R: 'static> Message for Batch<Q, R> {
-    type Result = Result<Vec<R>, String>;
+    type Result = Result<Vec<R>, WorkerError>;
+}
+
+/// Why a module's worker gave no answer to a batch (every call in the
+/// batch gets it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkerError {
+    /// The worker's network did not load on its device, at start or on a
+    /// restart.
+    #[error("the {module} worker did not load its network on {device}: {message}")]
+    Load {
+        /// `module@number`.
+        module: String,
+        /// cpu, cuda:N.
+        device: String,
+        /// Why.
+        message: String,
+    },
+    /// The worker's code panicked; actix restarts it with a fresh network.
+    #[error("{module} worker crashed; restarted")]
+    Crashed {
+        /// `module@number`.
+        module: String,
+    },
+    /// The worker's mailbox or the batcher is gone.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A worker of the caller's own (tests, benchmarks) refused the batch.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// A VQA query: an image (a crop or a whole input) as the network's input
@@ -138,8 +167,9 @@ fn injected_fault() -> bool {
 /// The VQA module's worker: owns a network, answers a batch in one
 /// forward pass with the answer distribution of each query.
 pub struct VqaWorker {
-    /// The network.
-    pub net: NeuralVqa,
+    /// The network, or why it did not load (every batch is then answered
+    /// with that error).
+    pub net: Result<NeuralVqa, WorkerError>,
     /// Counters.
     pub stats: Arc<WorkerStats>,
 }
@@ -149,12 +179,16 @@ impl Actor for VqaWorker {
 }
 
 impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
-    type Result = Result<Vec<Vec<f32>>, String>;
+    type Result = Result<Vec<Vec<f32>>, WorkerError>;
     fn handle(
         &mut self,
         msg: Batch<VqaQuery, Vec<f32>>,
         ctx: &mut SyncContext<Self>,
     ) -> Self::Result {
+        let net = match &mut self.net {
+            Ok(n) => n,
+            Err(e) => return Err(e.clone()),
+        };
         let run = catch_unwind(AssertUnwindSafe(|| {
             if injected_fault() {
                 panic!("injected worker fault (VPD_FAULT_WORKER_PANIC)");
@@ -169,7 +203,7 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
                 })
                 .collect();
             let t0 = Mark::now();
-            let p = self.net.model.predict(&ex);
+            let p = net.model.predict(&ex);
             self.stats.busy(t0);
             p
         }));
@@ -184,7 +218,9 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
                 // factory: a fresh network for the next batch.
                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 ctx.stop();
-                Err(format!("{} worker crashed; restarted", self.net.label))
+                Err(WorkerError::Crashed {
+                    module: net.label.clone(),
+                })
             }
         }
     }
@@ -192,8 +228,9 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
 
 /// The LOC module's worker.
 pub struct LocWorker {
-    /// The network.
-    pub net: NeuralLoc,
+    /// The network, or why it did not load (every batch is then answered
+    /// with that error).
+    pub net: Result<NeuralLoc, WorkerError>,
     /// Counters.
     pub stats: Arc<WorkerStats>,
 }
@@ -203,12 +240,16 @@ impl Actor for LocWorker {
 }
 
 impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
-    type Result = Result<Vec<Vec<Detection>>, String>;
+    type Result = Result<Vec<Vec<Detection>>, WorkerError>;
     fn handle(
         &mut self,
         msg: Batch<LocQuery, Vec<Detection>>,
         ctx: &mut SyncContext<Self>,
     ) -> Self::Result {
+        let net = match &mut self.net {
+            Ok(n) => n,
+            Err(e) => return Err(e.clone()),
+        };
         let run = catch_unwind(AssertUnwindSafe(|| {
             let ex: Vec<DetExample> = msg
                 .0
@@ -220,7 +261,7 @@ impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
                 })
                 .collect();
             let t0 = Mark::now();
-            let d = self.net.detector.detect(&ex, &self.net.settings);
+            let d = net.detector.detect(&ex, &net.settings);
             self.stats.busy(t0);
             d
         }));
@@ -233,7 +274,9 @@ impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
             Err(_) => {
                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 ctx.stop();
-                Err(format!("{} worker crashed; restarted", self.net.label))
+                Err(WorkerError::Crashed {
+                    module: net.label.clone(),
+                })
             }
         }
     }
@@ -244,7 +287,7 @@ pub struct Call<Q, R> {
     /// The query.
     pub query: Q,
     /// The answer goes here.
-    pub reply: oneshot::Sender<Result<R, String>>,
+    pub reply: oneshot::Sender<Result<R, WorkerError>>,
 }
 
 impl<Q: 'static, R: 'static> Message for Call<Q, R> {
@@ -314,7 +357,7 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R>
             let results = match out {
                 Ok(Ok(r)) => Ok(r),
                 Ok(Err(e)) => Err(e),
-                Err(e) => Err(format!("worker unreachable: {e}")),
+                Err(e) => Err(WorkerError::Unreachable(format!("worker unreachable: {e}"))),
             };
             match results {
                 Ok(rs) => {
@@ -395,7 +438,30 @@ pub enum GenerateSource {
 }
 
 impl Message for Generate {
-    type Result = Result<String, String>;
+    type Result = Result<String, GenerateError>;
+}
+
+/// Why the program generator wrote no program for an example (that
+/// example fails at generation; the others go on).
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The LLM cache could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The LLM's answer was no valid program, or the endpoint failed (as
+    /// cached, or as just asked).
+    #[error("{0}")]
+    Llm(String),
+    /// A GQA `semantic` program that does not convert.
+    #[error(transparent)]
+    Convert(#[from] crate::program::convert::ConvertError),
+    /// The example carries no program (the annotated generator on a line
+    /// without one).
+    #[error("the example has no program")]
+    NoProgram,
+    /// Nothing for the annotated generator to convert.
+    #[error("the annotated generator needs an annotation")]
+    NoAnnotation,
 }
 
 /// The program generator: `annotated` (GQA semantic programs converted,
@@ -413,19 +479,19 @@ impl Actor for ProgramGenerator {
 }
 
 impl Handler<Generate> for ProgramGenerator {
-    type Result = Result<String, String>;
+    type Result = Result<String, GenerateError>;
     fn handle(&mut self, msg: Generate, _: &mut SyncContext<Self>) -> Self::Result {
         if let Some((store, cfg)) = &self.llm {
-            return crate::program::llm::generate_cached(store, cfg, self.task, &msg.text)
-                .map_err(|e| e.to_string())?;
+            return crate::program::llm::generate_cached(store, cfg, self.task, &msg.text)?
+                .map_err(GenerateError::Llm);
         }
         match msg.source {
-            GenerateSource::Gqa(q) => {
-                crate::program::convert::convert(&q, crate::program::run::implicit_for(&msg.id))
-                    .map_err(|e| e.to_string())
-            }
-            GenerateSource::Given(p) => p.ok_or_else(|| "the example has no program".into()),
-            GenerateSource::None => Err("the annotated generator needs an annotation".into()),
+            GenerateSource::Gqa(q) => Ok(crate::program::convert::convert(
+                &q,
+                crate::program::run::implicit_for(&msg.id),
+            )?),
+            GenerateSource::Given(p) => p.ok_or(GenerateError::NoProgram),
+            GenerateSource::None => Err(GenerateError::NoAnnotation),
         }
     }
 }

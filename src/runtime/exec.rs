@@ -10,27 +10,25 @@
 //! its LOC and VQA steps go to the batcher actors as `Call`s whose answers
 //! come back on a oneshot channel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use image::RgbImage;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::actors::{
-    input_of, Batch, Batcher, Call, Generate, GenerateSource, LocQuery, LocWorker,
-    ProgramGenerator, VqaQuery, VqaWorker, WorkerStats,
+    Batch, Batcher, Generate, GenerateSource, LocQuery, LocWorker, ProgramGenerator, VqaQuery,
+    VqaWorker, WorkerError, WorkerStats,
 };
 use crate::data::gqa::SceneGraph;
-use crate::data::images;
 use crate::models;
 use crate::nn::detector::Detection;
 use crate::nn::DeviceChoice;
-use crate::program::interp::{self, ImageVal, Perception, Rect, ScoredBox};
+use crate::program::interp::{self, ImageVal, Perception, Rect};
 use crate::program::llm::LlmConfig;
 use crate::program::oracle::Oracle;
 use crate::program::validate;
@@ -282,25 +280,29 @@ pub enum ExecError {
     /// The actor system did not start.
     #[error("actor system: {0}")]
     System(String),
+    /// A module's worker did not load its network on its device (at start
+    /// or on a restart after a crash).
+    #[error(transparent)]
+    WorkerStart(WorkerError),
 }
 
 /// The answers and input size of a VQA version.
 #[derive(Clone)]
-struct VqaInfo {
-    answers: Arc<Vec<String>>,
-    side: u32,
+pub(super) struct VqaInfo {
+    pub(super) answers: Arc<Vec<String>>,
+    pub(super) side: u32,
 }
 
-fn vqa_probe(store: &Store, r: &VersionRef) -> Result<VqaInfo, ExecError> {
-    let v = models::load_vqa(store, r, crate::nn::DeviceChoice::Cpu)?;
+fn vqa_probe(store: &Store, r: &VersionRef, device: DeviceChoice) -> Result<VqaInfo, ExecError> {
+    let v = models::load_vqa(store, r, device)?;
     Ok(VqaInfo {
         answers: Arc::new(v.model.meta.answers.list.clone()),
         side: v.model.meta.film.image_size as u32,
     })
 }
 
-type VqaBatcher = Addr<Batcher<VqaQuery, Vec<f32>>>;
-type LocBatcher = Addr<Batcher<LocQuery, Vec<Detection>>>;
+pub(super) type VqaBatcher = Addr<Batcher<VqaQuery, Vec<f32>>>;
+pub(super) type LocBatcher = Addr<Batcher<LocQuery, Vec<Detection>>>;
 
 struct Actors {
     vqa: Option<(VqaBatcher, String)>,
@@ -323,23 +325,65 @@ pub fn process_cpu_seconds() -> f64 {
 
 /// Counts the workers that have their network: `SyncArbiter::start` makes
 /// them on their own threads, after it returns, and the execution's clock
-/// starts once they all have.
+/// starts once they all have. A worker whose network did not load says so
+/// here, and the execution ends with that error before it starts.
 #[derive(Default)]
-struct Ready(Mutex<usize>, std::sync::Condvar);
+struct Ready(Mutex<(usize, Option<WorkerError>)>, std::sync::Condvar);
 
 impl Ready {
-    fn one(&self) {
-        *self.0.lock().expect("ready lock") += 1;
+    fn state(&self) -> std::sync::MutexGuard<'_, (usize, Option<WorkerError>)> {
+        // Every update is one assignment: a poisoned lock holds a
+        // consistent count.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// A worker started with its network (`Err`: the reason it has none).
+    fn started(&self, outcome: Result<(), &WorkerError>) {
+        let mut st = self.state();
+        match outcome {
+            Ok(()) => st.0 += 1,
+            Err(e) => {
+                st.1.get_or_insert_with(|| e.clone());
+            }
+        }
         self.1.notify_all();
     }
-    /// Waits until `n` workers are ready (at most 60 s: a worker whose
-    /// network fails to load is reported by its first batch instead).
-    fn wait(&self, n: usize) {
-        let g = self.0.lock().expect("ready lock");
-        let _ = self
+    /// Waits until `n` workers are ready or one failed (at most 60 s: a
+    /// worker slower than that is reported by its first batch instead).
+    fn wait(&self, n: usize) -> Result<(), WorkerError> {
+        let g = self.state();
+        let g = self
             .1
-            .wait_timeout_while(g, Duration::from_secs(60), |k| *k < n);
+            .wait_timeout_while(g, Duration::from_secs(60), |st| st.0 < n && st.1.is_none())
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+        match &g.1 {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
+}
+
+/// A module's network loaded in a worker on its device; the error names
+/// the module and the device. `VPD_FAULT_WORKER_LOAD=1` refuses every
+/// worker's load (fault injection: the probe before the workers start
+/// loads as usual, so this is what a load that fails only in the worker,
+/// such as running out of GPU memory, looks like).
+fn worker_load<T, E: std::fmt::Display>(
+    label: &str,
+    device: DeviceChoice,
+    load: impl FnOnce() -> Result<T, E>,
+) -> Result<T, WorkerError> {
+    let refused = std::env::var("VPD_FAULT_WORKER_LOAD").is_ok_and(|v| v == "1");
+    let out = if refused {
+        Err("refused by VPD_FAULT_WORKER_LOAD=1 (fault injection)".to_string())
+    } else {
+        load().map_err(|e| e.to_string())
+    };
+    out.map_err(|message| WorkerError::Load {
+        module: label.to_string(),
+        device: device.to_string(),
+        message,
+    })
 }
 
 /// Sends from any thread: the request runs on `arbiter`, the caller
@@ -357,172 +401,9 @@ pub(crate) fn ask<R: Send + 'static>(
         .map_err(|e| e.to_string())
 }
 
-/// VQA through the batcher.
-struct ActorVqa {
-    addr: VqaBatcher,
-    info: VqaInfo,
-    label: String,
-}
+pub use crate::data::image_cache::{CacheStats, ImageCache, DEFAULT_IMAGE_CACHE};
 
-impl Perception for ActorVqa {
-    fn name(&self, _: &str) -> String {
-        self.label.clone()
-    }
-    fn loc(&mut self, _: &ImageVal, _: &str) -> Result<Vec<ScoredBox>, String> {
-        Err(format!("{} is a VQA module", self.label))
-    }
-    fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, String> {
-        let (tx, rx) = oneshot::channel();
-        self.addr.do_send(Call {
-            query: VqaQuery {
-                input: input_of(&image.pixels, self.info.side),
-                question: question.to_string(),
-            },
-            reply: tx,
-        });
-        let p = rx.blocking_recv().map_err(|_| "VQA batcher stopped")??;
-        p.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .and_then(|(i, _)| self.info.answers.get(i).cloned())
-            .ok_or_else(|| format!("{} gave no answer distribution", self.label))
-    }
-}
-
-/// LOC through the batcher.
-struct ActorLoc {
-    addr: LocBatcher,
-    label: String,
-    side: u32,
-}
-
-impl Perception for ActorLoc {
-    fn name(&self, _: &str) -> String {
-        self.label.clone()
-    }
-    fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, String> {
-        let (tx, rx) = oneshot::channel();
-        self.addr.do_send(Call {
-            query: LocQuery {
-                input: input_of(&image.pixels, self.side),
-                object: object.to_string(),
-            },
-            reply: tx,
-        });
-        let dets = rx.blocking_recv().map_err(|_| "LOC batcher stopped")??;
-        Ok(crate::nn::perception::boxes_in(&dets, image))
-    }
-    fn vqa(&mut self, _: &ImageVal, _: &str) -> Result<String, String> {
-        Err(format!("{} is a LOC module", self.label))
-    }
-}
-
-/// The default bound of the decoded-image cache: 2 GiB.
-pub const DEFAULT_IMAGE_CACHE: usize = 2 << 30;
-
-/// Decoded input images, shared by every program (and both modes), kept
-/// within a budget in bytes: when a new image would pass it, the least
-/// recently used ones are dropped (and decoded again if asked for). A
-/// budget of 0 keeps nothing. Two programs that miss the same image at
-/// once both decode it (the lock is not held while decoding); one copy is
-/// kept.
-#[derive(Clone)]
-pub struct ImageCache(Arc<Mutex<CacheState>>);
-
-#[derive(Default)]
-struct CacheState {
-    budget: usize,
-    bytes: usize,
-    peak: usize,
-    clock: u64,
-    images: HashMap<PathBuf, (Arc<RgbImage>, u64)>,
-    /// Last use -> path, oldest first.
-    order: std::collections::BTreeMap<u64, PathBuf>,
-    hits: u64,
-    decodes: u64,
-}
-
-/// What a cache did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct CacheStats {
-    /// Reads answered from memory.
-    pub hits: u64,
-    /// Images decoded.
-    pub decodes: u64,
-    /// Most bytes held at once.
-    pub peak_bytes: usize,
-}
-
-impl Default for ImageCache {
-    fn default() -> Self {
-        ImageCache::with_budget(DEFAULT_IMAGE_CACHE)
-    }
-}
-
-impl ImageCache {
-    /// A cache that holds at most `budget` bytes of decoded pixels.
-    pub fn with_budget(budget: usize) -> ImageCache {
-        ImageCache(Arc::new(Mutex::new(CacheState {
-            budget,
-            ..Default::default()
-        })))
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        // A worker that panicked while holding the lock left a consistent
-        // map (every update is a single insert or remove).
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The decoded image at `path`.
-    pub fn get(&self, path: &PathBuf) -> Result<Arc<RgbImage>, String> {
-        {
-            let mut st = self.state();
-            st.clock += 1;
-            let now = st.clock;
-            if let Some((img, used)) = st.images.get_mut(path) {
-                let (img, before) = (img.clone(), *used);
-                *used = now;
-                st.order.remove(&before);
-                st.order.insert(now, path.clone());
-                st.hits += 1;
-                return Ok(img);
-            }
-        }
-        let img = Arc::new(images::decode(path).map_err(|e| e.to_string())?);
-        let size = img.as_raw().len();
-        let mut st = self.state();
-        st.decodes += 1;
-        if size > st.budget || st.images.contains_key(path) {
-            return Ok(img);
-        }
-        while st.bytes + size > st.budget {
-            let Some((_, old)) = st.order.pop_first() else {
-                break;
-            };
-            if let Some((gone, _)) = st.images.remove(&old) {
-                st.bytes -= gone.as_raw().len();
-            }
-        }
-        st.clock += 1;
-        let now = st.clock;
-        st.images.insert(path.clone(), (img.clone(), now));
-        st.order.insert(now, path.clone());
-        st.bytes += size;
-        st.peak = st.peak.max(st.bytes);
-        Ok(img)
-    }
-
-    /// Hits, decodes and the most bytes held.
-    pub fn stats(&self) -> CacheStats {
-        let st = self.state();
-        CacheStats {
-            hits: st.hits,
-            decodes: st.decodes,
-            peak_bytes: st.peak,
-        }
-    }
-}
+use super::calls::{ActorLoc, ActorVqa};
 
 #[allow(clippy::too_many_arguments)]
 fn start_actors(
@@ -541,11 +422,11 @@ fn start_actors(
         cfg.device.to_tch().map_err(models::ModelError::from)?;
     }
     let answers = match vqa {
-        ModuleChoice::Version(r) => Some(vqa_probe(store, r)?),
+        ModuleChoice::Version(r) => Some(vqa_probe(store, r, cfg.device)?),
         ModuleChoice::Oracle => None,
     };
     let loc_side = match loc {
-        ModuleChoice::Version(r) => models::load_loc(store, r, crate::nn::DeviceChoice::Cpu)?
+        ModuleChoice::Version(r) => models::load_loc(store, r, cfg.device)?
             .detector
             .image_size() as u32,
         ModuleChoice::Oracle => 0,
@@ -572,13 +453,13 @@ fn start_actors(
                 let (st, s, l) = (store.clone(), stats.0.clone(), label.clone());
                 let ready = ready.clone();
                 let w = SyncArbiter::start(cfg.workers.max(1), move || {
-                    let w = VqaWorker {
-                        net: models::load_vqa(&st, &r, cfg.device)
-                            .expect("checked before the workers started"),
+                    let net =
+                        worker_load(&label, cfg.device, || models::load_vqa(&st, &r, cfg.device));
+                    ready.started(net.as_ref().map(|_| ()));
+                    VqaWorker {
+                        net,
                         stats: s.clone(),
-                    };
-                    ready.one();
-                    w
+                    }
                 });
                 let b = Batcher::new(
                     w.recipient::<Batch<VqaQuery, Vec<f32>>>(),
@@ -592,13 +473,13 @@ fn start_actors(
                 let (st, s, l) = (store.clone(), stats.1.clone(), label.clone());
                 let ready = ready.clone();
                 let w = SyncArbiter::start(cfg.workers.max(1), move || {
-                    let w = LocWorker {
-                        net: models::load_loc(&st, &r, cfg.device)
-                            .expect("checked before the workers started"),
+                    let net =
+                        worker_load(&label, cfg.device, || models::load_loc(&st, &r, cfg.device));
+                    ready.started(net.as_ref().map(|_| ()));
+                    LocWorker {
+                        net,
                         stats: s.clone(),
-                    };
-                    ready.one();
-                    w
+                    }
                 });
                 let b = Batcher::new(
                     w.recipient::<Batch<LocQuery, Vec<Detection>>>(),
@@ -661,7 +542,11 @@ pub fn execute(
         .iter()
         .filter(|x| **x)
         .count();
-    ready.wait(networks * cfg.workers.max(1));
+    if let Err(e) = ready.wait(networks * cfg.workers.max(1)) {
+        actors.system.stop();
+        let _ = handle.join();
+        return Err(ExecError::WorkerStart(e));
+    }
     let cpu0 = process_cpu_seconds();
     let t0 = Instant::now();
     let next = AtomicUsize::new(0);
@@ -735,9 +620,13 @@ fn run_one(
         text: job.text.clone(),
         source: job.source.clone(),
     });
-    let text = match ask(&actors.arbiter, gen) {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) | Err(e) => {
+    let generated = match ask(&actors.arbiter, gen) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let text = match generated {
+        Ok(t) => t,
+        Err(e) => {
             out.error = Some(format!("program generation: {e}"));
             out.failed_at = Some(FailedAt::Generation);
             return out;

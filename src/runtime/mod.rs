@@ -1,8 +1,14 @@
 //! The actor runtime: programs executed through a program-generator actor
 //! and one actor per neural module (a `SyncArbiter` worker that owns its
 //! tch network, behind an async batcher), with the executor that bounds
-//! the work in flight; `eval` scores a pipeline on a task's split.
+//! the work in flight. Around it: `jobs` turns a data slice into jobs,
+//! `score` scores a pipeline on a task's split and records it,
+//! `teacher_eval` scores a teacher, `trace_page` replays one example.
 
 pub mod actors;
-pub mod eval;
+mod calls;
 pub mod exec;
+pub mod jobs;
+pub mod score;
+pub mod teacher_eval;
+pub mod trace_page;

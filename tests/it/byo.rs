@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{peer, require, torch_python, vpd_in, vpd_json, TINY};
+use crate::common::{
+    peer, require, run_python, scripted, tiny_experiment, torch_python, vpd_in, vpd_json,
+};
 
 /// The folder of the real all-MiniLM-L6-v2 that `scripts/minilm.sh`
 /// installs (model.safetensors, config.json, tokenizer.json).
@@ -101,52 +103,6 @@ fn make_loc(
         if bad { "bad" } else { "good" }.to_string(),
     ];
     scripted(python, dir, stem, V2_LOC, &extra)
-}
-
-/// Writes `source` beside the module and runs it with the venv's Python
-/// as `source STEM.pt STEM.json EXTRA...`; the archive and the sidecar.
-fn scripted(
-    python: &Path,
-    dir: &Path,
-    stem: &str,
-    source: &str,
-    extra: &[String],
-) -> (PathBuf, PathBuf) {
-    let (pt, side, py) = (
-        dir.join(format!("{stem}.pt")),
-        dir.join(format!("{stem}.json")),
-        dir.join(format!("make_{stem}.py")),
-    );
-    std::fs::write(&py, source).unwrap();
-    run_python(
-        python,
-        &py,
-        &[pt.to_str().unwrap(), side.to_str().unwrap()],
-        extra,
-    );
-    (pt, side)
-}
-
-/// Runs a Python script, asserting it succeeded; its output.
-fn run_python(
-    python: &Path,
-    script: &Path,
-    args: &[&str],
-    extra: &[String],
-) -> std::process::Output {
-    let out = std::process::Command::new(python)
-        .args(["-W", "ignore"])
-        .arg(script)
-        .args(args)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn answers() -> serde_json::Value {
@@ -352,7 +308,7 @@ fn v2_modules_with_a_real_tokenizer_run_on_a_real_photo_evaluate_and_distil() {
     assert_eq!(ev["score"]["n"], 5, "{ev:#}");
 
     // Distilled in `vpd run` by the user's teacher on a small synthetic set.
-    std::fs::write(p.join("tiny.toml"), TINY).unwrap();
+    tiny_experiment(p, "tiny.toml", "");
     let r = vpd_json(
         p,
         &[
@@ -497,15 +453,16 @@ fn a_pretrained_minilm_student_is_imported_evaluated_distilled_and_versioned() {
         ("minilm-vqa", "vqa-student"),
         ("minilm-teacher", "gqa-teacher"),
     ] {
+        let answers = answers().to_string();
         let out = run_python(
             &python,
             &script,
             &[
-                minilm.to_str().unwrap(),
-                p.join(stem).to_str().unwrap(),
-                kind,
+                minilm.as_os_str(),
+                p.join(stem).as_os_str(),
+                kind.as_ref(),
+                answers.as_ref(),
             ],
-            &[answers().to_string()],
         );
         let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(said["parameters"].as_u64().unwrap() > 22_000_000, "{said}");
@@ -536,7 +493,7 @@ fn a_pretrained_minilm_student_is_imported_evaluated_distilled_and_versioned() {
         ],
     );
     assert_eq!(ev["score"]["n"], 20, "{ev:#}");
-    std::fs::write(p.join("tiny.toml"), TINY).unwrap();
+    tiny_experiment(p, "tiny.toml", "");
     let r = vpd_json(
         p,
         &[

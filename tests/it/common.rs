@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `vpd` binary cargo built for these tests.
@@ -77,6 +77,68 @@ pub fn version(dir: &std::path::Path, module: &str, n: u64) -> serde_json::Value
         .find(|x| x["number"] == n)
         .unwrap_or_else(|| panic!("{module}@{n} is not listed"))
         .clone()
+}
+
+/// Writes the tiny experiment with `extra` TOML after it (a `[sweep]`
+/// table, an overriding table) to `dir/name`; its path.
+pub fn tiny_experiment(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{TINY}\n{extra}")).expect("write the experiment");
+    path
+}
+
+/// Runs the Python `script` (written to `dir/name`, as `torch.jit.script`
+/// reads a class's source from a real file) with `args`, under `python`
+/// without warnings; asserts it succeeded and returns its output.
+pub fn run_python_script(
+    python: &Path,
+    dir: &Path,
+    name: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> Output {
+    let file = dir.join(name);
+    std::fs::write(&file, script).expect("write the script");
+    run_python(python, &file, args)
+}
+
+/// Runs the Python file `script` with `args` under `python` without
+/// warnings; asserts it succeeded and returns its output.
+pub fn run_python(python: &Path, script: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    let out = Command::new(python)
+        .args(["-W", "ignore"])
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("spawn python");
+    assert!(
+        out.status.success(),
+        "{} {}: {}",
+        python.display(),
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes `source` beside the module and runs it with the venv's Python
+/// as `source STEM.pt STEM.json EXTRA...` (it writes a TorchScript module
+/// and its sidecar there); the archive and the sidecar.
+pub fn scripted(
+    python: &Path,
+    dir: &Path,
+    stem: &str,
+    source: &str,
+    extra: &[String],
+) -> (PathBuf, PathBuf) {
+    let (pt, side) = (
+        dir.join(format!("{stem}.pt")),
+        dir.join(format!("{stem}.json")),
+    );
+    let mut args = vec![pt.as_os_str(), side.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    run_python_script(python, dir, &format!("make_{stem}.py"), source, &args);
+    (pt, side)
 }
 
 /// A tiny experiment: every phase of `vpd run` in seconds.

@@ -7,16 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
-use visprog_distiller::distill::adapter::{self, Combine, Images, Pointer};
-use visprog_distiller::distill::experiment::Experiment;
+use visprog_distiller::data::ImageCache;
+use visprog_distiller::distill::adapter::{self, Combine, Pointer};
+use visprog_distiller::experiment::Experiment;
 use visprog_distiller::nn::text::Answers;
-use visprog_distiller::program::interp::{self, ImageVal, Perception, Rect, ScoredBox};
+use visprog_distiller::program::interp::{
+    self, ImageVal, Perception, PerceptionError, Rect, ScoredBox,
+};
 use visprog_distiller::program::validate;
 use visprog_distiller::runtime::actors::GenerateSource;
 use visprog_distiller::runtime::exec::{ExampleOutcome, Job};
 use visprog_distiller::vocab::Task;
 
-use crate::common::{version, vpd, vpd_in, vpd_json, TINY};
+use crate::common::{tiny_experiment, version, vpd, vpd_in, vpd_json, TINY};
 
 /// LOC finds one fixed box; VQA always says `red`.
 struct Fixed;
@@ -25,7 +28,7 @@ impl Perception for Fixed {
     fn name(&self, _: &str) -> String {
         "fixed".into()
     }
-    fn loc(&mut self, _: &ImageVal, _: &str) -> Result<Vec<ScoredBox>, String> {
+    fn loc(&mut self, _: &ImageVal, _: &str) -> Result<Vec<ScoredBox>, PerceptionError> {
         Ok(vec![ScoredBox {
             rect: Rect {
                 x: 20.0,
@@ -36,7 +39,7 @@ impl Perception for Fixed {
             score: 0.9,
         }])
     }
-    fn vqa(&mut self, _: &ImageVal, _: &str) -> Result<String, String> {
+    fn vqa(&mut self, _: &ImageVal, _: &str) -> Result<String, PerceptionError> {
         Ok("red".into())
     }
 }
@@ -115,7 +118,7 @@ fn adapter_rewrites_gqa_steps_in_every_pointer_mode() {
     );
     // The whole image has no pointer: no LOC made it.
     assert_eq!(steps[2].object, None);
-    let mut images = Images::default();
+    let images = ImageCache::default();
     let mut texts = BTreeMap::new();
     for mode in Pointer::ALL {
         let a: Vec<_> = steps
@@ -126,7 +129,7 @@ fn adapter_rewrites_gqa_steps_in_every_pointer_mode() {
                     Task::Gqa,
                     s,
                     mode,
-                    &mut images,
+                    &images,
                     32,
                 )
                 .unwrap()
@@ -150,7 +153,7 @@ fn adapter_rewrites_gqa_steps_in_every_pointer_mode() {
             Task::Gqa,
             &steps[0],
             mode,
-            &mut images,
+            &images,
             64,
         )
         .unwrap()
@@ -214,14 +217,14 @@ fn adapter_turns_nlvr2_steps_into_statements_and_soft_labels() {
     );
     let steps = adapter::steps_of(&job, &outcome);
     assert_eq!(steps.len(), 2);
-    let mut images = Images::default();
+    let images = ImageCache::default();
     for mode in Pointer::ALL {
         let count = adapter::adapt(
             &adapter::AdapterCfg::default(),
             Task::Nlvr2,
             &steps[0],
             mode,
-            &mut images,
+            &images,
             16,
         )
         .unwrap()
@@ -246,7 +249,7 @@ fn adapter_turns_nlvr2_steps_into_statements_and_soft_labels() {
             Task::Nlvr2,
             &steps[1],
             mode,
-            &mut images,
+            &images,
             16,
         )
         .unwrap()
@@ -313,7 +316,7 @@ fn spawn_run(dir: &Path) -> std::process::Child {
 #[test]
 fn tiny_run_makes_a_version_with_lineage_and_the_gate_guards_the_alias() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("tiny.toml"), TINY).unwrap();
+    tiny_experiment(d.path(), "tiny.toml", "");
     let r = run_json(d.path(), &[]);
     // Everything was made here: data, students, teacher.
     let made: Vec<&str> = r["pretrained"]
@@ -538,7 +541,7 @@ fn scramble_gqa_distill(data: &Path) {
 #[test]
 fn scrambling_the_distill_splits_truth_leaves_the_checkpoint_bit_identical() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("tiny.toml"), TINY).unwrap();
+    tiny_experiment(d.path(), "tiny.toml", "");
     let first = run_json(d.path(), &[]);
     let data = std::fs::read_dir(d.path().join("st/data"))
         .unwrap()
@@ -569,7 +572,7 @@ fn scrambling_the_distill_splits_truth_leaves_the_checkpoint_bit_identical() {
 #[test]
 fn a_run_killed_with_sigkill_shows_interrupted_and_the_next_run_starts_cleanly() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("tiny.toml"), TINY).unwrap();
+    tiny_experiment(d.path(), "tiny.toml", "");
     let mut child = spawn_run(d.path());
     // Wait until the run is recorded and has started pre-training.
     let t0 = std::time::Instant::now();
@@ -609,7 +612,7 @@ fn a_run_killed_with_sigkill_shows_interrupted_and_the_next_run_starts_cleanly()
 #[test]
 fn tiny_run_distils_loc_through_teacher_verification() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("tiny.toml"), TINY).unwrap();
+    tiny_experiment(d.path(), "tiny.toml", "");
     // A tiny teacher's verdicts are near chance: accept every candidate,
     // so that there is something to train on.
     let r = run_json(
@@ -658,7 +661,7 @@ fn bad_sweep_tables_are_refused_before_any_trial() {
             "distill.epochs",
         ),
     ] {
-        std::fs::write(d.path().join("e.toml"), format!("{TINY}\n{table}")).unwrap();
+        tiny_experiment(d.path(), "e.toml", table);
         let out = vpd_in(d.path(), &["--store", "st", "run", "e.toml"]);
         assert_eq!(out.status.code(), Some(2), "{table}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -680,8 +683,7 @@ fn bad_sweep_tables_are_refused_before_any_trial() {
 #[test]
 fn a_sweep_killed_with_sigkill_resumes_with_its_finished_trials_untouched() {
     let d = tempfile::tempdir().unwrap();
-    let sweep = format!("{TINY}\n[sweep]\nseed = [0, 1, 2]\n");
-    std::fs::write(d.path().join("tiny.toml"), &sweep).unwrap();
+    tiny_experiment(d.path(), "tiny.toml", "[sweep]\nseed = [0, 1, 2]\n");
     let mut child = spawn_run(d.path());
     // Kill it once the first trial has finished and the second is running.
     let t0 = std::time::Instant::now();
@@ -781,7 +783,7 @@ fn a_sweep_killed_with_sigkill_resumes_with_its_finished_trials_untouched() {
 
 #[test]
 fn anchors_keep_the_student_close_to_its_parent_on_them() {
-    use visprog_distiller::nn::distill::{distill, DistillConfig, Keep, SoftExample};
+    use visprog_distiller::nn::fit::{distill, DistillConfig, Keep, SoftExample};
     use visprog_distiller::nn::model::{Example, Model};
     use visprog_distiller::nn::DeviceChoice;
     let meta = visprog_distiller::models::student_meta();
@@ -917,8 +919,8 @@ plurals = { mice = "mouse" }
     )
     .unwrap();
     let cfg = &exp.adapter;
-    let mut images = Images::default();
-    let count = adapter::adapt(cfg, Task::Nlvr2, &steps[0], Pointer::Name, &mut images, 16)
+    let images = ImageCache::default();
+    let count = adapter::adapt(cfg, Task::Nlvr2, &steps[0], Pointer::Name, &images, 16)
         .unwrap()
         .unwrap();
     let texts: Vec<&str> = count.queries.iter().map(|q| q.text.as_str()).collect();
@@ -931,13 +933,13 @@ plurals = { mice = "mouse" }
         ]
     );
     assert_eq!(count.combine, Combine::Counts(vec![1, 2, 3]));
-    let exists = adapter::adapt(cfg, Task::Nlvr2, &steps[1], Pointer::Name, &mut images, 16)
+    let exists = adapter::adapt(cfg, Task::Nlvr2, &steps[1], Pointer::Name, &images, 16)
         .unwrap()
         .unwrap();
     assert_eq!(exists.queries[0].text, "The right photo shows a dog.");
     // The default wording is not this experiment's: unlabelled, not guessed.
     assert!(
-        adapter::adapt(cfg, Task::Nlvr2, &steps[2], Pointer::Name, &mut images, 16)
+        adapter::adapt(cfg, Task::Nlvr2, &steps[2], Pointer::Name, &images, 16)
             .unwrap()
             .is_none()
     );
@@ -980,7 +982,7 @@ plurals = { mice = "mouse" }
 /// ids their stores know them by (docs/results.md), whatever `device`.
 #[test]
 fn the_shipped_sweeps_keep_their_ids() {
-    use visprog_distiller::distill::sweep::sweep_id;
+    use visprog_distiller::experiment::sweep::sweep_id;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
     for (file, id) in [
         ("ablation-pointer.toml", "e9ea741b"),

@@ -23,3 +23,4 @@ mod slurm;
 mod store_cli;
 mod store_crash;
 mod store_model;
+mod tidy;

@@ -6,7 +6,7 @@ use visprog_distiller::nn::{
     live_check, varstore_from_bytes, varstore_to_bytes, DeviceChoice, TinyMlp,
 };
 
-use crate::common::torch_python;
+use crate::common::{scripted, torch_python};
 
 #[test]
 fn a_tiny_net_learns_xor_quadrants() {
@@ -66,18 +66,12 @@ torch.manual_seed(0)
 torch.jit.script(M()).save(sys.argv[1])
 "#;
     // torch.jit.script reads the class's source, so it must be a real file.
-    let py = dir.path().join("make_mlp.py");
-    std::fs::write(&py, script).unwrap();
-    let out = std::process::Command::new(&python)
-        .args(["-W", "ignore"])
-        .arg(&py)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::common::run_python_script(
+        &python,
+        dir.path(),
+        "make_mlp.py",
+        script,
+        &[path.as_os_str()],
     );
 
     // Inference through CModule.
@@ -117,34 +111,6 @@ torch.jit.script(M()).save(sys.argv[1])
     );
 }
 
-/// Runs `script` (which writes a TorchScript module and its sidecar to the
-/// paths it is given) with the venv's Python; returns the two paths.
-fn scripted(
-    python: &std::path::Path,
-    script: &str,
-    dir: &std::path::Path,
-    stem: &str,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (pt, side) = (
-        dir.join(format!("{stem}.pt")),
-        dir.join(format!("{stem}.json")),
-    );
-    let py = dir.join(format!("make_{stem}.py"));
-    std::fs::write(&py, script).unwrap();
-    let out = std::process::Command::new(python)
-        .args(["-W", "ignore"])
-        .arg(&py)
-        .args([&pt, &side])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (pt, side)
-}
-
 /// A small VQA network in PyTorch, scripted: mean colour of the image and
 /// a bag of words -> logits over `answers`.
 const USER_VQA: &str = r#"
@@ -176,7 +142,7 @@ fn a_users_torchscript_student_imports_answers_and_trains() {
 
     let Some(python) = torch_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (pt, side) = scripted(&python, USER_VQA, dir.path(), "user");
+    let (pt, side) = scripted(&python, dir.path(), "user", USER_VQA, &[]);
 
     // A sidecar that promises the wrong output is refused, nothing stored.
     let store = dir.path().join("store");
@@ -293,7 +259,7 @@ fn a_users_16px_torchscript_teacher_is_evaluated_end_to_end() {
             r#"answers = ["red", "blue"]"#,
             r#"answers = ["red", "blue", "yes", "no"]"#,
         );
-    let (pt, side) = scripted(&python, &script, dir.path(), "t");
+    let (pt, side) = scripted(&python, dir.path(), "t", &script, &[]);
     let (p, s) = (dir.path(), "st");
     let o = crate::common::vpd_in(
         p,
@@ -352,12 +318,13 @@ fn a_users_torchscript_student_is_distilled_by_a_users_teacher_in_vpd_run() {
            "yes", "no"] + [str(i) for i in range(10)]"#,
         );
     assert_ne!(script, USER_VQA);
-    let (spt, sside) = scripted(&python, &script, p, "student");
+    let (spt, sside) = scripted(&python, p, "student", &script, &[]);
     let (tpt, tside) = scripted(
         &python,
-        &script.replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#),
         p,
         "teacher",
+        &script.replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#),
+        &[],
     );
     for (name, pt, side) in [("user-vqa", &spt, &sside), ("user-teacher", &tpt, &tside)] {
         let o = crate::common::vpd_in(
@@ -380,15 +347,17 @@ fn a_users_torchscript_student_is_distilled_by_a_users_teacher_in_vpd_run() {
     // image without true/false.
     let (bpt, bside) = scripted(
         &python,
-        &USER_VQA.replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#),
         p,
         "bad-gqa",
+        &USER_VQA.replace(r#""kind": "vqa-student""#, r#""kind": "gqa-teacher""#),
+        &[],
     );
     let (npt, nside) = scripted(
         &python,
-        &script.replace(r#""kind": "vqa-student""#, r#""kind": "nlvr2-teacher""#),
         p,
         "bad-nlvr2",
+        &script.replace(r#""kind": "vqa-student""#, r#""kind": "nlvr2-teacher""#),
+        &[],
     );
     for (pt, side, says) in [
         (&bpt, &bside, vec!["the answer `yes`", "the answer `no`"]),
@@ -418,7 +387,7 @@ fn a_users_torchscript_student_is_distilled_by_a_users_teacher_in_vpd_run() {
         all.as_array().unwrap().iter().all(|v| v["module"] != "bad"),
         "{all:#}"
     );
-    std::fs::write(p.join("tiny.toml"), crate::common::TINY).unwrap();
+    crate::common::tiny_experiment(p, "tiny.toml", "");
     let r = crate::common::vpd_json(
         p,
         &[

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use visprog_distiller::data::{gqa, nlvr2, synth};
 use visprog_distiller::program::ast::{Arg, NamedArg, Program, Step};
-use visprog_distiller::program::eval::{self, Val};
+use visprog_distiller::program::expr::{self, Val};
 use visprog_distiller::program::{interp, parser, run as prun, validate};
 
 use crate::common::{peer, vpd_in};
@@ -504,7 +504,7 @@ proptest! {
 
     #[test]
     fn eval_never_panics(expr in "[ -~]{0,80}", a in "[a-z0-9]{0,4}") {
-        if let Ok(e) = eval::parse(&expr) {
+        if let Ok(e) = expr::parse(&expr) {
             let vars = BTreeMap::from([("A".to_string(), Val::from_text(&a))]);
             let _ = e.eval(&vars);
         }
@@ -560,12 +560,12 @@ fn deep_or_long_eval_expressions_are_refused_not_a_stack_overflow() {
     // Within the limits, deep still works: 90 levels, a 400-term sum.
     let ok = format!("{}1{}", "(".repeat(90), ")".repeat(90));
     assert_eq!(
-        eval::parse(&ok).unwrap().eval(&BTreeMap::new()),
+        expr::parse(&ok).unwrap().eval(&BTreeMap::new()),
         Ok(Val::Num(1.0))
     );
     let sum = vec!["1"; 99].join("+");
     assert_eq!(
-        eval::parse(&sum).unwrap().eval(&BTreeMap::new()),
+        expr::parse(&sum).unwrap().eval(&BTreeMap::new()),
         Ok(Val::Num(99.0))
     );
 }
@@ -604,7 +604,7 @@ proptest! {
 
     #[test]
     fn deep_and_long_expressions_never_crash(expr in hostile_expr(), a in "[a-z0-9]{0,3}") {
-        if let Ok(e) = eval::parse(&expr) {
+        if let Ok(e) = expr::parse(&expr) {
             let vars = BTreeMap::from([("A".to_string(), Val::from_text(&a))]);
             let _ = e.eval(&vars);
         }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{require, version, vpd_in, vpd_json, TINY};
+use crate::common::{require, tiny_experiment, version, vpd_in, vpd_json};
 
 /// Debian's Chromium (installed by `make test`), or `$CHROMIUM`.
 fn chromium() -> Option<PathBuf> {
@@ -63,9 +63,11 @@ fn screenshot(chrome: &Path, page: &Path, dir: &Path) -> (PathBuf, String) {
 #[test]
 fn a_sweep_runs_its_trials_in_parallel_and_its_report_renders_in_chromium() {
     let d = tempfile::tempdir().unwrap();
-    let exp =
-        format!("{TINY}\n[sweep]\n\"distill.pointer\" = [\"none\", \"name\"]\nseed = [0, 1]\n");
-    std::fs::write(d.path().join("tiny.toml"), exp).unwrap();
+    tiny_experiment(
+        d.path(),
+        "tiny.toml",
+        "[sweep]\n\"distill.pointer\" = [\"none\", \"name\"]\nseed = [0, 1]\n",
+    );
     let s = vpd_json(
         d.path(),
         &["--store", "st", "run", "tiny.toml", "--jobs", "2", "--json"],

@@ -8,8 +8,8 @@ use visprog_distiller::models;
 use visprog_distiller::nn::model::Model;
 use visprog_distiller::nn::DeviceChoice;
 use visprog_distiller::runtime::actors::{Batch, Batcher, Call};
-use visprog_distiller::runtime::eval;
 use visprog_distiller::runtime::exec::{self, ExecConfig, ImageCache, ModuleChoice};
+use visprog_distiller::runtime::{jobs, score, teacher_eval};
 use visprog_distiller::store::{NewVersion, Store};
 use visprog_distiller::vocab::Task;
 
@@ -90,7 +90,7 @@ fn failing_steps_are_counted_not_fatal() {
     // The failures are recorded against their examples.
     let st = Store::open(d.path().join("st")).unwrap();
     let e = st.evaluations().unwrap().into_iter().last().unwrap();
-    let det = eval::details(&st, &e).unwrap().unwrap();
+    let det = score::details(&st, &e).unwrap().unwrap();
     let errs: Vec<String> = det
         .examples
         .iter()
@@ -107,8 +107,8 @@ fn failing_steps_are_counted_not_fatal() {
 fn the_in_flight_bound_holds_and_batched_agrees_with_sequential() {
     let d = tempfile::tempdir().unwrap();
     let st = student_store(d.path());
-    let data = eval::task_data(&st, Task::Gqa, 60).unwrap();
-    let jobs = eval::jobs(Task::Gqa, &data, "test").unwrap();
+    let data = teacher_eval::task_data(&st, Task::Gqa, 60).unwrap();
+    let jobs = jobs::jobs(Task::Gqa, &data, "test").unwrap();
     let vqa = ModuleChoice::Version("vqa@1".parse().unwrap());
     let cache = ImageCache::default();
     let run = |cfg: ExecConfig| {
@@ -275,6 +275,48 @@ fn a_crashed_worker_is_restarted_and_its_batch_retried() {
     assert_eq!(faulty["score"], clean["score"]);
 }
 
+/// A worker whose module loads on the CPU in the probe but is refused in
+/// the worker (a fault-injection switch standing for a load that fails
+/// only on the worker's device, such as running out of GPU memory): the
+/// command ends with one error naming the module and the device, exit 1,
+/// no panic, and nothing is recorded.
+#[test]
+fn a_worker_whose_module_fails_to_load_ends_the_command_with_one_error() {
+    let d = tempfile::tempdir().unwrap();
+    let st = student_store(d.path());
+    drop(st);
+    let out = crate::common::vpd()
+        .current_dir(d.path())
+        .env("VPD_FAULT_WORKER_LOAD", "1")
+        .args([
+            "--store",
+            "st",
+            "eval",
+            "--n",
+            "60",
+            "--task",
+            "gqa",
+            "--modules",
+            "VQA=vqa@1",
+            "LOC=oracle",
+            "--limit",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the vqa@1 worker did not load its network on cpu"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    let st = Store::open(d.path().join("st")).unwrap();
+    assert!(st.evaluations().unwrap().is_empty(), "nothing recorded");
+}
+
 /// What the slow workers saw: batch sizes, and the most batches being
 /// computed at once.
 #[derive(Default)]
@@ -294,7 +336,7 @@ impl actix::Actor for SlowWorker {
 }
 
 impl actix::Handler<Batch<u32, u32>> for SlowWorker {
-    type Result = Result<Vec<u32>, String>;
+    type Result = Result<Vec<u32>, visprog_distiller::runtime::actors::WorkerError>;
     fn handle(&mut self, msg: Batch<u32, u32>, _: &mut actix::SyncContext<Self>) -> Self::Result {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.seen.inside.fetch_add(1, SeqCst) + 1;
@@ -397,6 +439,9 @@ fn the_image_cache_is_bounded_in_bytes_least_recently_used_first() {
     none.get(&paths[0]).unwrap();
     assert_eq!((none.stats().decodes, none.stats().peak_bytes), (2, 0));
     // A missing image is an error naming it, not a panic.
-    let err = cache.get(&d.path().join("gone.png")).unwrap_err();
+    let err = cache
+        .get(&d.path().join("gone.png"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gone.png"), "{err}");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{in_ci, require, vpd, TINY};
+use crate::common::{in_ci, require, tiny_experiment, vpd, TINY};
 
 /// The cluster for one test; stopped (by the PIDs the script kept) on drop.
 struct Cluster {
@@ -166,11 +166,7 @@ fn a_sweep_runs_on_slurm_is_collected_and_resubmits_only_what_did_not_finish() {
         return;
     };
     let dir = d.path();
-    std::fs::write(
-        dir.join("sweep.toml"),
-        format!("{TINY}\n[sweep]\nseed = [0, 1, 2]\n"),
-    )
-    .unwrap();
+    tiny_experiment(dir, "sweep.toml", "[sweep]\nseed = [0, 1, 2]\n");
 
     // A bad sbatch option is a usage error before anything is made.
     let out = c.vpd(
