@@ -18,4 +18,5 @@ pub mod report;
 pub mod runtime;
 pub mod stats;
 pub mod store;
+pub mod viper;
 pub mod vocab;

@@ -3,6 +3,7 @@
 pub mod data;
 pub mod exec;
 pub mod real_eval;
+pub mod sandbox;
 pub mod store;
 pub mod train;
 

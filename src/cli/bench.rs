@@ -28,6 +28,10 @@ pub enum BenchCmd {
     /// Store operations against plain-file baselines: commit and load of a
     /// checkpoint, lineage and listing of a long chain, size on disk.
     Store(StoreArgs),
+    /// What the ViperGPT sandbox costs a program of three module calls
+    /// (check; run with instant modules) against the time its modules take
+    /// (`--modules`, the same syntax as `vpd program run`).
+    Sandbox(SandboxArgs),
     /// Programs per second through the actors with batching against the
     /// sequential mode, same networks and data; predictions must agree.
     /// `--device cuda[:N]` also runs the batched mode on that GPU in the
@@ -101,6 +105,24 @@ pub struct DataLoadArgs {
     file: std::path::PathBuf,
     /// stream, typed or tree.
     mode: String,
+}
+
+/// What the ViperGPT sandbox costs a program, against its modules' time.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// The modules timed (e.g. VQA=vqa@base LOC=loc@base); without them the
+    /// module time is not measured.
+    #[arg(long, num_args = 1.., value_name = "SLOT=MODULE@REF")]
+    modules: Vec<String>,
+    /// Programs per round.
+    #[arg(long, default_value_t = 200)]
+    programs: usize,
+    /// Measured rounds (after one warm-up round).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Store operations against plain-file baselines: commit and load of a
@@ -178,6 +200,7 @@ pub fn run(cli: &Cli, cmd: &BenchCmd) -> Result<ExitCode> {
         BenchCmd::DataLoad(a) => data_load(cli, a),
         BenchCmd::Data(a) => data(cli, a),
         BenchCmd::Store(a) => store(cli, a),
+        BenchCmd::Sandbox(a) => sandbox(cli, a),
     }
 }
 
@@ -629,5 +652,59 @@ fn store(_cli: &Cli, a: &StoreArgs) -> Result<ExitCode> {
             r.size_over_blobs
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sandbox(cli: &Cli, a: &SandboxArgs) -> Result<ExitCode> {
+    if a.modules.iter().any(|m| m.contains("oracle")) {
+        anyhow::bail!("--modules: the oracle is no network to time; name stored versions (VQA=vqa@base LOC=loc@base)");
+    }
+    let store = super::common::open(cli)?;
+    // A synthetic GQA test image (the data is made under the store when
+    // missing), as the modules were trained on.
+    let data = visprog_distiller::runtime::teacher_eval::task_data(
+        &store,
+        visprog_distiller::vocab::Task::Gqa,
+        60,
+    )?;
+    let path = data.join("images/4000000.png");
+    let image = visprog_distiller::program::run::load_input("image", &path)?;
+    let paths = [("image".to_string(), path)].into();
+    let mut modules = super::program::build_modules(
+        &cli.store,
+        &a.modules,
+        &paths,
+        visprog_distiller::nn::DeviceChoice::Cpu,
+    )?;
+    let label = (!a.modules.is_empty()).then(|| a.modules.join(" "));
+    let given = modules.as_mut().zip(label).map(|(m, l)| {
+        (
+            m.as_mut() as &mut dyn visprog_distiller::program::interp::Perception,
+            l,
+        )
+    });
+    let r = bench::sandbox::run(image, given, a.programs.max(1), a.rounds.max(1))
+        .map_err(anyhow::Error::msg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |x: &bench::Spread| format!("{:.1} us (min {:.1}, max {:.1})", x.median, x.min, x.max);
+    println!(
+        "a ViperGPT program of {} module calls, {} programs a round, {} rounds:",
+        r.module_calls, r.programs, r.check_us.n
+    );
+    println!("  check (bounds, parse, walk, rewrite)  {}", s(&r.check_us));
+    println!("  run with instant modules (sandbox)    {}", s(&r.run_us));
+    match (&r.module_us, r.sandbox_over_modules) {
+        (Some(m), Some(ratio)) => println!(
+            "  the modules' own time ({})  {}; sandbox / modules {:.3}",
+            r.modules.as_deref().unwrap_or(""),
+            s(m),
+            ratio
+        ),
+        _ => println!("  the modules' own time: not measured (give --modules VQA=... LOC=...)"),
+    }
+    println!("  on {}", r.machine);
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ mod runs;
 mod store;
 mod sweep;
 mod versions;
+mod viper;
 
 /// Stepwise distillation of visual-programming sub-modules.
 #[derive(Debug, Parser)]

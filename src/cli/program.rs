@@ -18,6 +18,7 @@ use visprog_distiller::runtime::exec::{parse_modules, ModuleChoice};
 use visprog_distiller::vocab::{Slot, Task};
 
 use super::common::DeviceOpt;
+use super::viper::Framework;
 use super::Cli;
 
 /// `vpd program ...`
@@ -28,6 +29,10 @@ pub enum ProgramCmd {
     Check {
         /// The file.
         file: PathBuf,
+        /// visprog or viper (default: viper for a `.py` file or one that
+        /// defines `execute_command`, else visprog).
+        #[arg(long)]
+        framework: Option<Framework>,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -36,10 +41,15 @@ pub enum ProgramCmd {
     Run {
         /// The program file.
         file: PathBuf,
+        /// visprog or viper (default: viper for a `.py` file or one that
+        /// defines `execute_command`, else visprog).
+        #[arg(long)]
+        framework: Option<Framework>,
         /// Bind a variable for EVAL (NAME=VALUE; text as VisProg types it).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// An input image (NAME=PATH: IMAGE for GQA, LEFT and RIGHT for NLVR2).
+        /// An input image (NAME=PATH: IMAGE for GQA, LEFT and RIGHT for NLVR2;
+        /// for a ViperGPT program, a parameter of execute_command).
         #[arg(long = "image", value_name = "NAME=PATH")]
         images: Vec<String>,
         /// LOC and VQA: `oracle` (perfect perception from the synthetic scene
@@ -73,7 +83,35 @@ pub enum ProgramCmd {
 
 pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
     match cmd {
-        ProgramCmd::Check { file, json } => check(file, *json),
+        ProgramCmd::Check {
+            file,
+            framework,
+            json,
+        } => {
+            if super::viper::chosen(file, *framework) {
+                super::viper::check(file, *json)
+            } else {
+                check(file, *json)
+            }
+        }
+        ProgramCmd::Run {
+            file,
+            framework,
+            images,
+            modules,
+            trace,
+            device,
+            json,
+            ..
+        } if super::viper::chosen(file, *framework) => super::viper::run(
+            &cli.store,
+            file,
+            images,
+            modules,
+            trace.as_deref(),
+            device.choice,
+            *json,
+        ),
         ProgramCmd::Run {
             file,
             vars,
@@ -82,6 +120,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
             trace,
             device,
             json,
+            framework: _,
         } => run_program(
             &cli.store,
             file,
@@ -105,7 +144,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
 fn check(file: &Path, as_json: bool) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
     let jsonl = file.extension().is_some_and(|e| e == "jsonl");
-    let mut programs: Vec<(String, Option<Task>)> = Vec::new();
+    let mut programs: Vec<(String, Option<Task>, bool)> = Vec::new();
     if jsonl {
         for (i, l) in text.lines().enumerate() {
             if l.trim().is_empty() {
@@ -116,18 +155,38 @@ fn check(file: &Path, as_json: bool) -> Result<ExitCode> {
             let p = v["program"].as_str().with_context(|| {
                 format!("{}: line {}: no `program` string", file.display(), i + 1)
             })?;
+            let viper = match v["framework"].as_str() {
+                None | Some("visprog") => false,
+                Some("viper") => true,
+                Some(other) => bail!(
+                    "{}: line {}: framework `{other}` (expected visprog or viper)",
+                    file.display(),
+                    i + 1
+                ),
+            };
             programs.push((
                 p.to_string(),
                 v["task"].as_str().and_then(|t| t.parse::<Task>().ok()),
+                viper,
             ));
         }
     } else {
-        programs.push((text, None));
+        programs.push((text, None, false));
     }
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut valid = 0;
-    for (index, (p, task)) in programs.iter().enumerate() {
+    for (index, (p, task, viper)) in programs.iter().enumerate() {
+        if *viper {
+            let d = super::viper::diagnostics(p)?;
+            if d.is_empty() {
+                valid += 1;
+            }
+            for e in d {
+                errors.push(json!({"index": index, "line": e.line, "column": e.column, "kind": "viper", "message": e.message}));
+            }
+            continue;
+        }
         let (_, rep) = validate::check_text(p, *task);
         if rep.errors.is_empty() {
             valid += 1;
@@ -308,7 +367,7 @@ fn run_program(
 /// `--modules` (one syntax with `vpd eval`): `oracle` (LOC and VQA), or
 /// `SLOT=oracle`, `SLOT=MODULE@REF` (a version from the store); a slot no
 /// word names answers with an error naming how to fill it.
-fn build_modules(
+pub(super) fn build_modules(
     store: &Path,
     modules: &[String],
     paths: &BTreeMap<String, PathBuf>,
@@ -348,36 +407,36 @@ fn build_modules(
             Slot::Vqa => vqa = Some(provider),
         }
     }
-    struct Missing(&'static str);
-    impl interp::Perception for Missing {
-        fn name(&self, _: &str) -> String {
-            "none".into()
-        }
-        fn loc(
-            &mut self,
-            _: &interp::ImageVal,
-            _: &str,
-        ) -> Result<Vec<interp::ScoredBox>, interp::PerceptionError> {
-            Err(interp::PerceptionError::NoModule(format!(
-                "no {} module given: add {}=oracle to --modules",
-                self.0, self.0
-            )))
-        }
-        fn vqa(
-            &mut self,
-            _: &interp::ImageVal,
-            _: &str,
-        ) -> Result<String, interp::PerceptionError> {
-            Err(interp::PerceptionError::NoModule(format!(
-                "no {} module given: add {}=... to --modules",
-                self.0, self.0
-            )))
-        }
-    }
     Ok(Some(Box::new(interp::Composite {
         loc: loc.unwrap_or_else(|| Box::new(Missing("LOC"))),
         vqa: vqa.unwrap_or_else(|| Box::new(Missing("VQA"))),
     })))
+}
+
+/// A slot no `--modules` word fills: every call is an error saying how to
+/// fill it.
+pub(super) struct Missing(pub(super) &'static str);
+
+impl interp::Perception for Missing {
+    fn name(&self, _: &str) -> String {
+        "none".into()
+    }
+    fn loc(
+        &mut self,
+        _: &interp::ImageVal,
+        _: &str,
+    ) -> Result<Vec<interp::ScoredBox>, interp::PerceptionError> {
+        Err(interp::PerceptionError::NoModule(format!(
+            "no {} module given: add {}=oracle to --modules",
+            self.0, self.0
+        )))
+    }
+    fn vqa(&mut self, _: &interp::ImageVal, _: &str) -> Result<String, interp::PerceptionError> {
+        Err(interp::PerceptionError::NoModule(format!(
+            "no {} module given: add {}=... to --modules",
+            self.0, self.0
+        )))
+    }
 }
 
 fn convert_cmd(file: &Path, oracle: bool, as_json: bool) -> Result<ExitCode> {

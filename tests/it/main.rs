@@ -24,3 +24,4 @@ mod store_cli;
 mod store_crash;
 mod store_model;
 mod tidy;
+mod viper;
