@@ -12,6 +12,11 @@ pub fn open(cli: &Cli) -> Result<Store> {
     Ok(Store::open(&cli.store)?)
 }
 
+/// The store `--store` names, which must exist (commands that only read).
+pub fn open_existing(cli: &Cli) -> Result<Store> {
+    Ok(Store::open_existing(&cli.store)?)
+}
+
 /// One JSON document on stdout.
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

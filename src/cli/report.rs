@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use visprog_distiller::report;
 
-use super::common::open;
+use super::common::open_existing;
 use super::Cli;
 
 /// `vpd report ...`
@@ -26,7 +26,7 @@ pub struct ReportArgs {
 /// `vpd report RUN|SWEEP --out FILE.html [--plots DIR]`
 pub fn run(cli: &Cli, a: &ReportArgs) -> Result<ExitCode> {
     let (target, out, plots) = (a.target.as_str(), a.out.as_path(), a.plots.as_deref());
-    let store = open(cli)?;
+    let store = open_existing(cli)?;
     let t = report::resolve(&store, target)?;
     let data = report::gather(&store, &t)?;
     let page = report::render(&data, &store.root().display().to_string())?;

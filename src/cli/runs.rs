@@ -7,7 +7,7 @@ use clap::Args;
 use visprog_distiller::runtime::{score, trace_page};
 use visprog_distiller::store::ModuleVersion;
 
-use super::common::{open, prefix, print_json, short};
+use super::common::{open_existing, prefix, print_json, short};
 use super::{render, Cli};
 
 /// `vpd runs`
@@ -37,7 +37,7 @@ pub struct ShowArgs {
 /// `vpd runs`
 pub fn runs(cli: &Cli, a: &RunsArgs) -> Result<ExitCode> {
     let json = a.json;
-    let store = open(cli)?;
+    let store = open_existing(cli)?;
     let runs = store.runs()?;
     if json {
         let v: Vec<_> = runs
@@ -77,7 +77,7 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
         a.trace.as_deref(),
         a.json,
     );
-    let store = open(cli)?;
+    let store = open_existing(cli)?;
     let Some(e) = score::find_by_prefix(&store, id)? else {
         if example.is_some() {
             bail!("--example needs an evaluation id; `{id}` is none");
@@ -160,7 +160,7 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
 
 /// `vpd show RUN`
 fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
-    let store = open(cli)?;
+    let store = open_existing(cli)?;
     let run = store.run(id)?;
     let versions: Vec<ModuleVersion> = store
         .versions(None)?

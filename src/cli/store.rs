@@ -67,7 +67,10 @@ pub enum StoreCmd {
 
 /// `vpd store ...`
 pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
-    let store = open(cli)?;
+    let store = match cmd {
+        StoreCmd::Verify { .. } | StoreCmd::Export { .. } => super::common::open_existing(cli)?,
+        _ => open(cli)?,
+    };
     match cmd {
         StoreCmd::Verify { json } => {
             let problems = store.verify()?;

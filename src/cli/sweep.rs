@@ -74,7 +74,7 @@ impl Progress for Lines {
 pub fn run(cli: &Cli, cmd: &SweepCmd) -> Result<ExitCode> {
     match cmd {
         SweepCmd::Status(a) => {
-            let store = open(cli)?;
+            let store = super::common::open_existing(cli)?;
             let s = slurm::status(&store, &a.sweep)?;
             if a.json {
                 print_json(&s)?;

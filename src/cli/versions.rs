@@ -132,7 +132,7 @@ pub fn version_json(v: &ModuleVersion, aliases: &HashMap<Uuid, Vec<String>>) -> 
 /// `vpd versions [MODULE]`
 pub fn versions(cli: &Cli, a: &VersionsArgs) -> Result<ExitCode> {
     let json = a.json;
-    let store = open(cli)?;
+    let store = super::common::open_existing(cli)?;
     let all = store.versions(a.module.as_deref())?;
     let aliases = store.aliases()?;
     // A version committed by a run that then failed (or was interrupted)
@@ -198,7 +198,7 @@ pub fn versions(cli: &Cli, a: &VersionsArgs) -> Result<ExitCode> {
 /// `vpd lineage MODULE@REF`
 pub fn lineage(cli: &Cli, a: &LineageArgs) -> Result<ExitCode> {
     let (r, json) = (&a.target, a.json);
-    let store = open(cli)?;
+    let store = super::common::open_existing(cli)?;
     let l: Lineage = store.lineage(r)?;
     if json {
         print_json(&l)?;
@@ -285,7 +285,10 @@ fn check_target(store: &Store, v: &ModuleVersion, alias: &str, force: bool) -> R
 
 /// `vpd alias set|history`
 pub fn alias(cli: &Cli, cmd: &AliasCmd) -> Result<ExitCode> {
-    let store = open(cli)?;
+    let store = match cmd {
+        AliasCmd::History { .. } => super::common::open_existing(cli)?,
+        _ => open(cli)?,
+    };
     match cmd {
         AliasCmd::Set {
             target,

@@ -71,16 +71,16 @@ fn read(file: &Path) -> Result<String> {
 pub fn diagnostics(text: &str) -> Result<Vec<viper::Diagnostic>> {
     let limits = Limits::from_env()?;
     let text = text.to_string();
-    Ok(viper::on_big_stack(move || {
-        viper::check(&text, &limits).err().unwrap_or_default()
-    }))
+    viper::on_big_stack(move || viper::check(&text, &limits).err().unwrap_or_default())
+        .map_err(anyhow::Error::msg)
 }
 
 /// `vpd program check` on a ViperGPT program.
 pub fn check(file: &Path, as_json: bool) -> Result<ExitCode> {
     let text = read(file)?;
     let limits = Limits::from_env()?;
-    let outcome = viper::on_big_stack(move || viper::check(&text, &limits).map(|c| c.params));
+    let outcome = viper::on_big_stack(move || viper::check(&text, &limits).map(|c| c.params))
+        .map_err(anyhow::Error::msg)?;
     let diagnostics = match &outcome {
         Ok(_) => vec![],
         Err(d) => d.clone(),
@@ -163,7 +163,8 @@ pub fn run(
             });
         let outcome = viper::run_program(&checked, inputs.clone(), perception.as_mut(), &limits);
         Ok(Ok((outcome, inputs)))
-    })?;
+    })
+    .map_err(anyhow::Error::msg)??;
     let (outcome, inputs) = match ran {
         Ok(x) => x,
         Err(diagnostics) => {

@@ -102,6 +102,14 @@ pub enum EvalError {
         /// The splits it has.
         available: Vec<String>,
     },
+    /// A split (or the part of it asked for) with no examples.
+    #[error("{} has no examples in split `{split}` (or in the part asked for): nothing is measured and nothing is stored", data.display())]
+    EmptySplit {
+        /// The split.
+        split: String,
+        /// The dataset folder.
+        data: PathBuf,
+    },
     /// An example without an input image, or one that does not read.
     #[error("example {example}: {message}")]
     Input {
@@ -377,6 +385,14 @@ pub fn evaluate(
         return Ok(r);
     }
     let all = spec.slice.jobs(spec.task, true)?;
+    // No example: nothing to measure, and nothing is stored (an accuracy
+    // of n=0 is not 0%).
+    if all.is_empty() {
+        return Err(EvalError::EmptySplit {
+            split: spec.slice.split.clone(),
+            data: spec.slice.data.clone(),
+        });
+    }
     // The oracle reads scene graphs: without them for every example, the
     // program/module split of the errors is not measured.
     let graphs = all.iter().all(|j| !j.scenes.is_empty());

@@ -99,6 +99,12 @@ pub fn evaluate_teacher(
     let side = u32::try_from(model.meta.film.image_size).unwrap_or(crate::models::INPUT);
     let answers = &model.meta.answers;
     let jobs = slice.jobs(task, true)?;
+    if jobs.is_empty() {
+        return Err(EvalError::EmptySplit {
+            split: slice.split.clone(),
+            data: slice.data.clone(),
+        });
+    }
     let t0 = std::time::Instant::now();
     let (mut outside, mut failed) = (0u64, 0u64);
     let mut outcomes = Vec::with_capacity(jobs.len());

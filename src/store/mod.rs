@@ -67,6 +67,12 @@ pub enum StoreError {
         /// What it holds.
         what: String,
     },
+    /// A command that only reads was pointed at a folder with no store.
+    #[error("no store at {path}: this command only reads a store and makes none (`--store DIR` names the store; `vpd run` or `vpd store import` make one)")]
+    NoStore {
+        /// The folder.
+        path: PathBuf,
+    },
     /// Another process holds the store's lock for longer than we wait.
     #[error("store at {path} is locked by another process (waited {waited_ms} ms); try again when it finishes")]
     Locked {
@@ -218,6 +224,20 @@ impl Store {
         };
         store.with_db(|db| store.check_schema(db))?;
         Ok(store)
+    }
+
+    /// The store at `root`, which must exist: a command that only reads
+    /// (listing, showing, reporting, verifying, exporting) makes no store
+    /// where none is, and says so naming the folder.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let used = ["db", "lock", "blobs"]
+            .iter()
+            .any(|p| root.join(p).exists());
+        if !used {
+            return Err(StoreError::NoStore { path: root });
+        }
+        Store::open(root)
     }
 
     /// The store folder.

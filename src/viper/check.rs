@@ -243,7 +243,11 @@ def bool_to_yesno(bool_answer):
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
@@ -681,6 +685,20 @@ mod tests {
         assert!(d[0].message.contains("execute_command"));
         let d = refused("def execute_command(image):\n    return (1\n");
         assert!(d[0].message.starts_with("syntax error"), "{d:?}");
+    }
+
+    #[test]
+    fn positions_count_characters_and_never_split_one() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é(", 1), (1, 1), "inside é: its start");
+        assert_eq!(line_col("é(", 2), (1, 2));
+        let deep = format!(
+            "def execute_command(image):\n    return 'é' + {}1{}\n",
+            "(".repeat(45),
+            ")".repeat(45)
+        );
+        let d = refused(&deep);
+        assert_eq!((d[0].line, d[0].column), (2, 17 + 41), "{d:?}");
     }
 
     #[test]

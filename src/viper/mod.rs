@@ -124,19 +124,24 @@ pub fn is_viper(path: &std::path::Path, text: &str) -> bool {
 }
 
 /// Runs `f` on a thread with a 256 MiB stack (the parser, monty's compiler
-/// and its VM recurse on nested code; the size bound keeps the depth far
-/// below what that stack holds) and returns its result.
-pub fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match std::thread::Builder::new()
+/// and its VM recurse on nested code; the size and nesting bounds keep
+/// the depth far below what that stack holds) and returns its result. A
+/// thread that cannot start, or a panic inside (a defect of vpd or of
+/// monty), is an error with its message, never a panic of the caller.
+pub fn on_big_stack<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let h = std::thread::Builder::new()
         .name("viper".into())
         .stack_size(256 << 20)
         .spawn(f)
-    {
-        Ok(h) => match h.join() {
-            Ok(t) => t,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        // No thread: run here (the nesting bound still holds).
-        Err(_) => panic!("could not start the sandbox's thread"),
-    }
+        .map_err(|e| format!("the sandbox's thread did not start: {e}"))?;
+    h.join().map_err(|p| {
+        let m = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        format!("the sandbox panicked: {m} (a defect in vpd; please report it)")
+    })
 }

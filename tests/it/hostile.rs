@@ -118,8 +118,41 @@ fn a_store_whose_database_is_gone_is_an_error_and_gc_deletes_nothing() {
         assert!(err.contains("has no database"), "{args:?}: {err}");
     }
     assert_eq!(blobs(p), n, "gc removed nothing");
-    // A folder never used as a store is still made into one.
-    assert_eq!(run(p, &["--store", "fresh", "versions"]).0, Some(0));
+    // A folder never used as a store is made into one by no command that
+    // only reads (issue 37, item 13).
+    assert_eq!(run(p, &["--store", "fresh", "versions"]).0, Some(1));
+    assert!(!p.join("fresh").exists());
+}
+
+/// Issue 37, item 13: `vpd --store typo versions` (also `sweep status`,
+/// `report`, ...) made `lock`, `blobs/` and `db/` and said "no versions".
+#[test]
+fn read_only_commands_create_a_store() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for args in [
+        &["versions"][..],
+        &["versions", "vqa", "--json"],
+        &["lineage", "vqa@1"],
+        &["alias", "history", "vqa"],
+        &["runs", "--json"],
+        &["show", "01a2"],
+        &["report", "01a2", "--out", "r.html"],
+        &["sweep", "status", "01a2"],
+        &["store", "verify"],
+        &["store", "export", "vqa@1", "out.ckpt"],
+    ] {
+        let mut all = vec!["--store", "typo"];
+        all.extend_from_slice(args);
+        let (code, _, err) = run(p, &all);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no store at") && err.contains("typo"),
+            "{args:?}: {err}"
+        );
+        assert!(!p.join("typo").exists(), "{args:?} made the store");
+    }
+    assert!(!p.join("r.html").exists() && !p.join("out.ckpt").exists());
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -315,4 +348,51 @@ fn a_version_record_with_a_short_blob_is_listed_not_a_panic() {
     // And verify names the damage.
     let (code, out, _) = run(p, &["--store", "st", "store", "verify"]);
     assert_eq!(code, Some(1), "{out}");
+}
+
+/// Issue 37, item 10: a 0-byte NLVR2 file or a GQA `{}` printed
+/// `0.0% (n=0)` and stored the evaluation. n=0 is not measured: an error
+/// naming the split, and nothing stored.
+#[test]
+fn an_empty_split_gets_an_accuracy() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("nlvr2/images")).unwrap();
+    std::fs::write(p.join("nlvr2/dev.json"), "").unwrap();
+    std::fs::create_dir_all(p.join("gqa/questions")).unwrap();
+    std::fs::create_dir_all(p.join("gqa/images")).unwrap();
+    std::fs::write(
+        p.join("gqa/questions/testdev_balanced_questions.json"),
+        "{}",
+    )
+    .unwrap();
+    for (task, root, split) in [
+        ("nlvr2", "nlvr2", "dev"),
+        ("gqa", "gqa", "testdev_balanced"),
+    ] {
+        let (code, out, err) = run(
+            p,
+            &[
+                "--store",
+                "st",
+                "eval",
+                "--task",
+                task,
+                "--data",
+                root,
+                "--split",
+                split,
+                "--modules",
+                "oracle",
+            ],
+        );
+        assert_eq!(code, Some(1), "{task}: {out} {err}");
+        assert!(
+            err.contains("has no examples") && err.contains(split),
+            "{task}: {err}"
+        );
+        assert!(!out.contains("0.0%"), "{task}: {out}");
+    }
+    let store = visprog_distiller::store::Store::open(p.join("st")).unwrap();
+    assert!(store.evaluations().unwrap().is_empty(), "nothing stored");
 }
