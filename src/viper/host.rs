@@ -61,8 +61,6 @@ pub struct ModuleCall {
     pub answer: serde_json::Value,
     /// The module, e.g. `vqa@3` or `oracle`.
     pub module: String,
-    /// The program line the call came from (0: unknown).
-    pub line: usize,
 }
 
 /// The API's state for one run of one program.
@@ -264,7 +262,6 @@ impl<'a> Host<'a> {
         p: &Patch,
         text: &str,
         answer: serde_json::Value,
-        line: usize,
     ) {
         let module = self.perception.name(slot.as_str());
         self.calls.push(ModuleCall {
@@ -276,7 +273,6 @@ impl<'a> Host<'a> {
             text: text.into(),
             answer,
             module,
-            line,
         });
     }
 
@@ -286,7 +282,6 @@ impl<'a> Host<'a> {
         p: &Patch,
         object: &str,
         method: &str,
-        line: usize,
     ) -> Result<Vec<Patch>, MontyException> {
         let img = self.pixels(p)?;
         let boxes = self
@@ -313,24 +308,18 @@ impl<'a> Host<'a> {
             })
             .collect();
         let answer = serde_json::json!(found.iter().map(|f| f.rect).collect::<Vec<_>>());
-        self.record(Slot::Loc, method, p, object, answer, line);
+        self.record(Slot::Loc, method, p, object, answer);
         Ok(found)
     }
 
     /// VQA on a patch.
-    fn ask(
-        &mut self,
-        p: &Patch,
-        question: &str,
-        method: &str,
-        line: usize,
-    ) -> Result<String, MontyException> {
+    fn ask(&mut self, p: &Patch, question: &str, method: &str) -> Result<String, MontyException> {
         let img = self.pixels(p)?;
         let a = self
             .perception
             .vqa(&img, question)
             .map_err(|e| exception(ExcType::RuntimeError, format!("VQA: {e}")))?;
-        self.record(Slot::Vqa, method, p, question, serde_json::json!(a), line);
+        self.record(Slot::Vqa, method, p, question, serde_json::json!(a));
         Ok(a)
     }
 
@@ -379,7 +368,6 @@ impl<'a> Host<'a> {
         name: &str,
         args: &[MontyObject],
         kwargs: &[(MontyObject, MontyObject)],
-        line: usize,
     ) -> Result<MontyObject, MontyException> {
         let text = |i: usize, what: &str| -> Result<String, MontyException> {
             match args.get(i) {
@@ -393,7 +381,7 @@ impl<'a> Host<'a> {
         match name {
             "find" => {
                 let object = text(0, "the object's name")?;
-                let found = self.find(&p, &object, "find", line)?;
+                let found = self.find(&p, &object, "find")?;
                 Ok(MontyObject::List(
                     found.into_iter().map(|f| self.patch_object(f)).collect(),
                 ))
@@ -401,12 +389,12 @@ impl<'a> Host<'a> {
             "exists" => {
                 let object = text(0, "the object's name")?;
                 Ok(MontyObject::Bool(
-                    !self.find(&p, &object, "exists", line)?.is_empty(),
+                    !self.find(&p, &object, "exists")?.is_empty(),
                 ))
             }
             "verify_property" => {
                 let (object, property) = (text(0, "the object's name")?, text(1, "the property")?);
-                let a = self.ask(&p, &format!("Is the {object} {property}?"), name, line)?;
+                let a = self.ask(&p, &format!("Is the {object} {property}?"), name)?;
                 Ok(MontyObject::Bool(a.trim().eq_ignore_ascii_case("yes")))
             }
             "best_text_match" => {
@@ -435,7 +423,7 @@ impl<'a> Host<'a> {
                     .map_or("it".to_string(), |m| format!("the {}", m.object));
                 if options.len() == 2 {
                     let q = format!("Is {subject} {} or {}?", options[0], options[1]);
-                    let a = self.ask(&p, &q, name, line)?.trim().to_lowercase();
+                    let a = self.ask(&p, &q, name)?.trim().to_lowercase();
                     let hit = options
                         .iter()
                         .find(|o| o.to_lowercase() == a)
@@ -443,7 +431,7 @@ impl<'a> Host<'a> {
                     return Ok(MontyObject::String(hit.unwrap_or(&options[0]).clone()));
                 }
                 for o in &options {
-                    let a = self.ask(&p, &format!("Is {subject} {o}?"), name, line)?;
+                    let a = self.ask(&p, &format!("Is {subject} {o}?"), name)?;
                     if a.trim().eq_ignore_ascii_case("yes") {
                         return Ok(MontyObject::String(o.clone()));
                     }
@@ -455,7 +443,7 @@ impl<'a> Host<'a> {
                     None | Some(MontyObject::None) => "What is this?".to_string(),
                     _ => text(0, "the question")?,
                 };
-                Ok(MontyObject::String(self.ask(&p, &q, name, line)?))
+                Ok(MontyObject::String(self.ask(&p, &q, name)?))
             }
             "compute_depth" => Err(exception(
                 ExcType::NotImplementedError,
@@ -501,7 +489,6 @@ impl<'a> Host<'a> {
         name: &str,
         args: &[MontyObject],
         kwargs: &[(MontyObject, MontyObject)],
-        line: usize,
     ) -> Result<MontyObject, MontyException> {
         match name {
             "distance" => {
@@ -564,7 +551,7 @@ impl<'a> Host<'a> {
                 for (i, p) in patches.iter().enumerate() {
                     let mut n = 0;
                     for c in &content {
-                        n += self.find(p, c, "best_image_match", line)?.len();
+                        n += self.find(p, c, "best_image_match")?.len();
                     }
                     if n > best.1 {
                         best = (i, n);

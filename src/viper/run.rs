@@ -299,9 +299,9 @@ fn answer(host: &mut Host<'_>, call: &monty::FunctionCall) -> Result<MontyObject
                     format!("'{}' is not a method of this object", call.function_name),
                 )
             })?;
-            host.method(patch, &call.function_name, &call.args, &call.kwargs, 0)
+            host.method(patch, &call.function_name, &call.args, &call.kwargs)
         }
-        None => host.function(&call.function_name, &call.args, &call.kwargs, 0),
+        None => host.function(&call.function_name, &call.args, &call.kwargs),
     }
 }
 
