@@ -102,16 +102,21 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
             trace,
             device,
             json,
-            ..
-        } if super::viper::chosen(file, *framework) => super::viper::run(
-            &cli.store,
-            file,
-            images,
-            modules,
-            trace.as_deref(),
-            device.choice,
-            *json,
-        ),
+            vars,
+        } if super::viper::chosen(file, *framework) => {
+            if let Some(v) = vars.first() {
+                bail!("--var {v}: --var binds VisProg's EVAL variables; a ViperGPT program takes images only (--image NAME=PATH)");
+            }
+            super::viper::run(
+                &cli.store,
+                file,
+                images,
+                modules,
+                trace.as_deref(),
+                device.choice,
+                *json,
+            )
+        }
         ProgramCmd::Run {
             file,
             vars,

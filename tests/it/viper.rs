@@ -261,6 +261,13 @@ fn program_check_names_line_and_column_and_the_framework_can_be_forced() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("error"));
+    // --var is VisProg's: refused for a ViperGPT program, naming it.
+    let out = vpd_in(
+        d.path(),
+        &["program", "run", f.to_str().unwrap(), "--var", "A=1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--var A=1"));
     // A .jsonl line says which framework its program is.
     let l = d.path().join("mixed.jsonl");
     let lines = [
