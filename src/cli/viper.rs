@@ -28,25 +28,17 @@ pub enum Framework {
 pub fn chosen(file: &Path, framework: Option<Framework>) -> bool {
     match framework {
         Some(f) => f == Framework::Viper,
+        None if file.extension().is_some_and(|e| e == "jsonl") => false,
         None => {
-            if file.extension().is_some_and(|e| e == "py") {
-                true
-            } else if file.extension().is_some_and(|e| e == "jsonl") {
-                false
-            } else {
-                // The first MiB says whether it defines execute_command; a
-                // file that does not read is left to the VisProg path,
-                // which names it (after checking the device).
-                use std::io::Read;
-                let mut head = Vec::new();
-                match std::fs::File::open(file) {
-                    Ok(f) => {
-                        let _ = f.take(1 << 20).read_to_end(&mut head);
-                        viper::is_viper(file, &String::from_utf8_lossy(&head))
-                    }
-                    Err(_) => false,
-                }
+            // The first MiB says whether it defines execute_command; a file
+            // that does not read is left to the VisProg path, which names
+            // it (after checking the device).
+            use std::io::Read;
+            let mut head = Vec::new();
+            if let Ok(f) = std::fs::File::open(file) {
+                let _ = f.take(1 << 20).read_to_end(&mut head);
             }
+            viper::is_viper(file, &String::from_utf8_lossy(&head))
         }
     }
 }

@@ -209,9 +209,9 @@ impl Handler<FitLoc> for Trainer {
 /// thread and closing its mailbox.
 fn guarded<T>(body: impl FnOnce() -> Result<T, ActorError>) -> Result<T, ActorError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        Err(ActorError::Panicked(
-            crate::experiment::error::panic_message(payload.as_ref()),
-        ))
+        Err(ActorError::Panicked(crate::panics::message(
+            payload.as_ref(),
+        )))
     })
 }
 

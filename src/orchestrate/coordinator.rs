@@ -11,7 +11,6 @@ use actix::prelude::*;
 
 use crate::distill::actors::{Teacher, Trainer};
 use crate::distill::context::Links;
-use crate::experiment::error::panic_message;
 use crate::experiment::report::*;
 use crate::experiment::{Experiment, Progress, RunError};
 use crate::runtime::exec::ask;
@@ -47,7 +46,7 @@ impl Handler<Go> for Coordinator {
             |payload| {
                 Err(RunError::Panicked {
                     actor: "Coordinator",
-                    message: panic_message(payload.as_ref()),
+                    message: crate::panics::message(payload.as_ref()),
                 })
             },
         )

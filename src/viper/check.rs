@@ -629,10 +629,6 @@ impl<'a> Visitor<'a> for Walk<'a> {
         }
         visitor::walk_expr(self, expr);
     }
-
-    fn visit_comprehension(&mut self, c: &'a ast::Comprehension) {
-        visitor::walk_comprehension(self, c);
-    }
 }
 
 #[cfg(test)]

@@ -137,11 +137,9 @@ pub fn on_big_stack<T: Send + 'static>(
         .spawn(f)
         .map_err(|e| format!("the sandbox's thread did not start: {e}"))?;
     h.join().map_err(|p| {
-        let m = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".into());
-        format!("the sandbox panicked: {m} (a defect in vpd; please report it)")
+        format!(
+            "the sandbox panicked: {} (a defect in vpd; please report it)",
+            crate::panics::message(p.as_ref())
+        )
     })
 }
