@@ -13,6 +13,7 @@ pub mod measure;
 pub mod models;
 pub mod nn;
 pub mod orchestrate;
+pub mod output;
 pub mod panics;
 pub mod program;
 pub mod report;

@@ -1,8 +1,11 @@
 //! What many commands share: opening the store, JSON on stdout, short ids,
 //! progress bars.
 
+use std::path::Path;
+
 use anyhow::Result;
 use uuid::Uuid;
+use visprog_distiller::output;
 use visprog_distiller::store::Store;
 
 use super::Cli;
@@ -15,6 +18,39 @@ pub fn open(cli: &Cli) -> Result<Store> {
 /// The store `--store` names, which must exist (commands that only read).
 pub fn open_existing(cli: &Cli) -> Result<Store> {
     Ok(Store::open_existing(&cli.store)?)
+}
+
+/// A file the user named as output, with the command's `--force`: written
+/// by the one rule of `visprog_distiller::output` (never inside the store
+/// `--store` names, never through a link or onto a device, never over a
+/// file without `--force`).
+#[derive(Debug, Clone, Copy)]
+pub struct OutFile<'a> {
+    pub path: &'a Path,
+    pub force: bool,
+    pub store: &'a Path,
+}
+
+impl<'a> OutFile<'a> {
+    /// `path` as a command's output, when the user named one.
+    pub fn new(path: Option<&'a Path>, force: bool, store: &'a Path) -> Option<Self> {
+        path.map(|path| OutFile { path, force, store })
+    }
+
+    /// Refuses the target before any work is done.
+    pub fn check(&self) -> Result<()> {
+        Ok(output::check(self.path, self.force, Some(self.store))?)
+    }
+
+    /// Checks again, then writes atomically.
+    pub fn write(&self, bytes: &[u8]) -> Result<()> {
+        Ok(output::write(
+            self.path,
+            bytes,
+            self.force,
+            Some(self.store),
+        )?)
+    }
 }
 
 /// One JSON document on stdout.

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use visprog_distiller::data::{check, real_layout, synth};
 
+use super::common::OutFile;
 use super::Cli;
 
 /// `vpd data ...`
@@ -45,6 +46,9 @@ pub enum DataCmd {
         /// Also write a PNG grid of the first 8 train images here.
         #[arg(long)]
         preview: Option<PathBuf>,
+        /// Replace the --preview file when it exists.
+        #[arg(long, requires = "preview")]
+        force: bool,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -78,7 +82,7 @@ pub enum DataCmd {
     },
 }
 
-pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
+pub fn run(cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
     match cmd {
         DataCmd::Synth {
             task,
@@ -90,10 +94,15 @@ pub fn run(_cli: &Cli, cmd: &DataCmd) -> Result<ExitCode> {
             width,
             height,
             preview,
+            force,
             json,
         } => {
             if layout == "real" && preview.is_some() {
                 bail!("--preview draws the synthetic layout's images; leave it out with --layout real");
+            }
+            let preview = OutFile::new(preview.as_deref(), *force, &cli.store);
+            if let Some(p) = &preview {
+                p.check()?;
             }
             let cfg = synth::SynthConfig {
                 task: *task,
@@ -234,7 +243,7 @@ fn nlvr2_oracle(
 }
 
 /// A grid of the first 8 train images of what `synth` wrote.
-fn write_preview(task: synth::Corpus, out: &std::path::Path, file: &std::path::Path) -> Result<()> {
+fn write_preview(task: synth::Corpus, out: &std::path::Path, file: OutFile) -> Result<()> {
     use visprog_distiller::data::{images, render};
     let dir = match task {
         synth::Corpus::Gqa => out.join("images"),
@@ -257,8 +266,9 @@ fn write_preview(task: synth::Corpus, out: &std::path::Path, file: &std::path::P
         .take(8)
         .map(|p| images::decode(p))
         .collect::<Result<Vec<_>, _>>()?;
-    render::montage(&imgs, 4, 3).save(file)?;
-    Ok(())
+    let mut png = std::io::Cursor::new(Vec::new());
+    render::montage(&imgs, 4, 3).write_to(&mut png, image::ImageFormat::Png)?;
+    file.write(&png.into_inner())
 }
 
 fn print_check(r: &check::CheckReport) {

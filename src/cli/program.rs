@@ -17,7 +17,7 @@ use visprog_distiller::program::{convert, interp, run as prun};
 use visprog_distiller::runtime::exec::{parse_modules, ModuleChoice};
 use visprog_distiller::vocab::{Slot, Task};
 
-use super::common::DeviceOpt;
+use super::common::{DeviceOpt, OutFile};
 use super::viper::Framework;
 use super::Cli;
 
@@ -59,6 +59,9 @@ pub enum ProgramCmd {
         /// Write the trace as one HTML page.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Replace the --trace file when it exists.
+        #[arg(long, requires = "trace")]
+        force: bool,
         #[command(flatten)]
         device: DeviceOpt,
         /// One JSON document on stdout.
@@ -100,6 +103,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
             images,
             modules,
             trace,
+            force,
             device,
             json,
             vars,
@@ -112,7 +116,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
                 file,
                 images,
                 modules,
-                trace.as_deref(),
+                OutFile::new(trace.as_deref(), *force, &cli.store),
                 device.choice,
                 *json,
             )
@@ -123,6 +127,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
             images,
             modules,
             trace,
+            force,
             device,
             json,
             framework: _,
@@ -134,7 +139,7 @@ pub fn run(cli: &Cli, cmd: &ProgramCmd) -> Result<ExitCode> {
                 images,
                 modules,
             },
-            trace.as_deref(),
+            OutFile::new(trace.as_deref(), *force, &cli.store),
             device.choice,
             *json,
         ),
@@ -269,12 +274,16 @@ fn run_program(
         images,
         modules,
     }: Inputs,
-    trace: Option<&Path>,
+    trace: Option<OutFile>,
     device: DeviceChoice,
     as_json: bool,
 ) -> Result<ExitCode> {
-    // A missing GPU is an error before anything is read or loaded.
+    // A missing GPU or a refused trace file is an error before anything is
+    // read or loaded.
     device.to_tch()?;
+    if let Some(t) = &trace {
+        t.check()?;
+    }
     let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
     let mut bound = BTreeMap::new();
     for v in vars {
@@ -338,9 +347,8 @@ fn run_program(
         Ok(o) => (o.result, o.trace, None),
         Err(f) => (None, f.trace, Some(f.error)),
     };
-    if let Some(path) = trace {
-        std::fs::write(path, tr.to_html(&file.display().to_string()))
-            .with_context(|| format!("{}", path.display()))?;
+    if let Some(t) = trace {
+        t.write(tr.to_html(&file.display().to_string()).as_bytes())?;
     }
     if as_json {
         println!(

@@ -7,7 +7,7 @@ use clap::Args;
 use visprog_distiller::runtime::{score, trace_page};
 use visprog_distiller::store::ModuleVersion;
 
-use super::common::{open_existing, prefix, print_json, short};
+use super::common::{open_existing, prefix, print_json, short, OutFile};
 use super::{render, Cli};
 
 /// `vpd runs`
@@ -29,6 +29,9 @@ pub struct ShowArgs {
     /// ...written to this self-contained HTML file.
     #[arg(long, requires = "example")]
     trace: Option<std::path::PathBuf>,
+    /// Replace the --trace file when it exists.
+    #[arg(long, requires = "trace")]
+    force: bool,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -71,12 +74,12 @@ pub fn runs(cli: &Cli, a: &RunsArgs) -> Result<ExitCode> {
 /// `vpd show ID`: a run, or an evaluation with its errors (and one
 /// example's HTML trace with `--example ID --trace OUT.html`).
 pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
-    let (id, example, trace, json) = (
-        a.run.as_str(),
-        a.example.as_deref(),
-        a.trace.as_deref(),
-        a.json,
-    );
+    let (id, example, json) = (a.run.as_str(), a.example.as_deref(), a.json);
+    let trace = OutFile::new(a.trace.as_deref(), a.force, &cli.store);
+    // A refused trace file is an error before the store is read.
+    if let Some(out) = &trace {
+        out.check()?;
+    }
     let store = open_existing(cli)?;
     let Some(e) = score::find_by_prefix(&store, id)? else {
         if example.is_some() {
@@ -86,9 +89,8 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode> {
     };
     if let (Some(ex), Some(out)) = (example, trace) {
         let html = trace_page::trace_html(&store, &e, ex)?;
-        std::fs::write(out, html)
-            .map_err(|err| anyhow::anyhow!("writing {}: {err}", out.display()))?;
-        eprintln!("wrote the trace of {ex} to {}", out.display());
+        out.write(html.as_bytes())?;
+        eprintln!("wrote the trace of {ex} to {}", out.path.display());
         return Ok(ExitCode::SUCCESS);
     }
     let d = score::details(&store, &e)?;

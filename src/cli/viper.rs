@@ -13,6 +13,7 @@ use visprog_distiller::program::run as prun;
 use visprog_distiller::program::trace::base64;
 use visprog_distiller::viper::{self, host::ModuleCall, Limits};
 
+use super::common::OutFile;
 use super::program::{build_modules, Missing};
 
 /// Which front-end reads a program.
@@ -119,11 +120,14 @@ pub fn run(
     file: &Path,
     images: &[String],
     modules: &[String],
-    trace: Option<&Path>,
+    trace: Option<OutFile>,
     device: DeviceChoice,
     as_json: bool,
 ) -> Result<ExitCode> {
     device.to_tch()?;
+    if let Some(t) = &trace {
+        t.check()?;
+    }
     let text = read(file)?;
     let limits = Limits::from_env()?;
     let mut paths = BTreeMap::new();
@@ -172,12 +176,8 @@ pub fn run(
             );
         }
     };
-    if let Some(path) = trace {
-        std::fs::write(
-            path,
-            trace_html(&name, &outcome.calls, &inputs, &outcome.result),
-        )
-        .with_context(|| format!("{}", path.display()))?;
+    if let Some(t) = trace {
+        t.write(trace_html(&name, &outcome.calls, &inputs, &outcome.result).as_bytes())?;
     }
     if as_json {
         println!(

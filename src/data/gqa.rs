@@ -258,7 +258,19 @@ fn for_each_entry<T: serde::de::DeserializeOwned>(
     mut f: impl FnMut(String, T),
 ) -> Result<usize, DataError> {
     let file = path.display().to_string();
+    // A key given twice in the object: the first is kept, the others are
+    // issues (a JSON reader keeping one silently changes the split).
+    let mut seen = std::collections::HashSet::new();
     stream_object(open(path)?, |id, raw| {
+        if seen.contains(&id) {
+            issues.push(Issue {
+                file: file.clone(),
+                at: format!("{what} {id}"),
+                message: format!("the id {id} appears again; the first {what} of that id is kept"),
+            });
+            return;
+        }
+        seen.insert(id.clone());
         match serde_json::from_str::<T>(raw.get()) {
             Ok(v) => f(id, v),
             Err(e) => issues.push(Issue {
@@ -285,10 +297,26 @@ pub fn for_each_question(
     issues: &mut Vec<Issue>,
     mut f: impl FnMut(Question),
 ) -> Result<usize, DataError> {
-    for_each_entry(path, "question", issues, |id, mut q: Question| {
+    let file = path.display().to_string();
+    let mut bad = Vec::new();
+    let n = for_each_entry(path, "question", issues, |id, mut q: Question| {
+        if !super::is_name(&q.image_id) {
+            // An id is a name in images/, never a path out of the root.
+            bad.push(Issue {
+                file: file.clone(),
+                at: format!("question {id}"),
+                message: format!(
+                    "imageId {:?} is not an image name (a path, `..` or an empty name never is)",
+                    q.image_id
+                ),
+            });
+            return;
+        }
         q.id = id;
         f(q)
-    })
+    })?;
+    issues.extend(bad);
+    Ok(n)
 }
 
 /// Loads every question into memory.
@@ -323,6 +351,9 @@ pub(crate) fn strip_position(e: &serde_json::Error) -> String {
 
 /// Where an image of this id is: `images/{id}.jpg`, `.jpeg` or `.png`.
 pub fn image_path(images: &Path, image_id: &str) -> Option<std::path::PathBuf> {
+    if !super::is_name(image_id) {
+        return None;
+    }
     ["jpg", "png", "jpeg"]
         .iter()
         .map(|ext| images.join(format!("{image_id}.{ext}")))

@@ -43,6 +43,26 @@ impl std::fmt::Display for Issue {
     }
 }
 
+/// Whether `s` is a plain file name: what a data file's ids (a GQA
+/// `imageId`, an NLVR2 identifier) and a split's name are, so that nothing
+/// they become resolves outside the dataset's root. Not empty, not `.` or
+/// `..`, no `/`, `\\` or NUL.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+}
+
+/// A split name that is not a plain name (`../x`, an absolute path) is an
+/// error naming it, before any file is opened.
+pub fn check_split(split: &str) -> Result<(), DataError> {
+    if is_name(split) {
+        Ok(())
+    } else {
+        Err(DataError::Missing(format!(
+            "split {split:?} is not a split name (a name such as `val` or `dev`; a path, `..` or an empty name never is)"
+        )))
+    }
+}
+
 /// An error that stops reading a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

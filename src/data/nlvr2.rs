@@ -74,16 +74,53 @@ pub fn load(path: &Path) -> Result<(Vec<Example>, Vec<Issue>), DataError> {
     let file = path.display().to_string();
     let mut out = Vec::new();
     let mut issues = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+    // identifier -> the line that first gave it
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
         let line = line.map_err(|source| DataError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        // A line that is not UTF-8 is an issue of that line, not an I/O
+        // error of the file that names no line.
+        let line = match String::from_utf8(line) {
+            Ok(l) => l,
+            Err(e) => {
+                issues.push(Issue {
+                    file: file.clone(),
+                    at: format!("line {}", i + 1),
+                    message: format!(
+                        "not UTF-8 (byte {} of the line)",
+                        e.utf8_error().valid_up_to() + 1
+                    ),
+                });
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Example>(&line) {
-            Ok(e) if e.pair_prefix().is_some() => out.push(e),
+            Ok(e) if e.pair_prefix().is_some_and(|p| !super::is_name(p)) => issues.push(Issue {
+                file: file.clone(),
+                at: format!("line {}", i + 1),
+                message: format!(
+                    "identifier {:?} is not split-set-pair-sentence (its images would be a path, not a name)",
+                    e.identifier
+                ),
+            }),
+            Ok(e) if seen.contains_key(&e.identifier) => issues.push(Issue {
+                file: file.clone(),
+                at: format!("line {}", i + 1),
+                message: format!(
+                    "identifier {} appears again (first at line {}); the first line is kept",
+                    e.identifier, seen[&e.identifier]
+                ),
+            }),
+            Ok(e) if e.pair_prefix().is_some() => {
+                seen.insert(e.identifier.clone(), i + 1);
+                out.push(e)
+            }
             Ok(e) => issues.push(Issue {
                 file: file.clone(),
                 at: format!("line {}", i + 1),

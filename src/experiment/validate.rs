@@ -280,6 +280,9 @@ impl Experiment {
                 if real.splits.of(r).is_empty() {
                     return Err(invalid(origin, format!("`data.{t}.splits.{r}` is empty")));
                 }
+                if let Err(e) = crate::data::check_split(real.splits.of(r)) {
+                    return Err(invalid(origin, format!("`data.{t}.splits.{r}`: {e}")));
+                }
             }
             let size = |r: Role| self.role_size(t, r);
             if let Some((a, b, split)) =

@@ -28,6 +28,7 @@ pub fn jobs_in(
     split: &str,
     truth: bool,
 ) -> Result<Vec<Job>, EvalError> {
+    crate::data::check_split(split)?;
     match (layout, task) {
         (Layout::Synthetic, _) => jobs_with(task, dir, split, truth),
         (Layout::Real { images }, Task::Gqa) => {
@@ -85,6 +86,7 @@ fn refuse_issues(issues: &[crate::data::Issue]) -> Result<(), EvalError> {
 
 /// A real NLVR2 split's lines file, `{split}.json` (JSON lines).
 fn real_nlvr2_file(root: &Path, split: &str) -> Result<PathBuf, EvalError> {
+    crate::data::check_split(split)?;
     let file = root.join(format!("{split}.json"));
     if file.is_file() {
         return Ok(file);
@@ -111,6 +113,7 @@ fn real_nlvr2_file(root: &Path, split: &str) -> Result<PathBuf, EvalError> {
 /// or every `.json` in the folder `questions/{split}_questions/` (as the real
 /// `train_all_questions/`).
 fn real_gqa_files(root: &Path, split: &str) -> Result<Vec<PathBuf>, EvalError> {
+    crate::data::check_split(split)?;
     let q = root.join("questions");
     let file = q.join(format!("{split}_questions.json"));
     if file.is_file() {
@@ -157,6 +160,9 @@ fn real_gqa_files(root: &Path, split: &str) -> Result<Vec<PathBuf>, EvalError> {
 /// drop `_balanced`/`_all` from the split's name (`val_sceneGraphs.json`
 /// for `val_balanced`).
 fn real_scene_graphs(root: &Path, split: &str) -> Option<PathBuf> {
+    if !crate::data::is_name(split) {
+        return None;
+    }
     let name = split
         .strip_suffix("_balanced")
         .or_else(|| split.strip_suffix("_all"))
@@ -251,6 +257,7 @@ pub fn jobs_without_truth(task: Task, dir: &Path, split: &str) -> Result<Vec<Job
 }
 
 fn jobs_with(task: Task, dir: &Path, split: &str, truth: bool) -> Result<Vec<Job>, EvalError> {
+    crate::data::check_split(split)?;
     match task {
         Task::Gqa => {
             let (qs, _) = gqa::load_questions(
@@ -423,6 +430,7 @@ impl Slice {
 
     /// Checks that the split exists, naming those there are when not.
     pub fn check(&self, task: Task) -> Result<(), EvalError> {
+        crate::data::check_split(&self.split)?;
         match (&self.layout, task) {
             (Layout::Synthetic, _) => Ok(()),
             (Layout::Real { .. }, Task::Gqa) => real_gqa_files(&self.data, &self.split).map(|_| ()),

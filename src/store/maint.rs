@@ -252,44 +252,12 @@ impl Store {
         }
     }
 
-    /// Why `file` may not be an export's target, if it may not.
+    /// Why `file` may not be an export's target, if it may not (the
+    /// rule of every user-named output, `crate::output`).
     fn export_target_ok(&self, file: &Path, force: bool) -> Result<(), StoreError> {
-        let refuse = |why: String| {
-            Err(StoreError::Refused(format!(
-                "cannot export to {}: {why}",
-                file.display()
-            )))
-        };
-        let dir = file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let (Ok(dir), Ok(root)) = (dir.canonicalize(), self.root().canonicalize()) else {
-            return refuse("its folder does not exist".into());
-        };
-        if dir.starts_with(&root) {
-            return refuse(format!(
-                "it is inside the store {} (export writes outside it)",
-                self.root().display()
-            ));
-        }
-        match std::fs::symlink_metadata(file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => refuse(e.to_string()),
-            Ok(m) if m.file_type().is_symlink() => {
-                refuse("it is a symbolic link (export writes regular files only)".into())
-            }
-            Ok(m) if !m.is_file() => refuse(format!(
-                "it is {} (export writes regular files only)",
-                if m.is_dir() {
-                    "a folder"
-                } else {
-                    "not a regular file (a device, a pipe or a socket)"
-                }
-            )),
-            Ok(_) if !force => refuse("it exists; --force replaces it".into()),
-            Ok(_) => Ok(()),
-        }
+        crate::output::check(file, force, Some(self.root())).map_err(|e| {
+            StoreError::Refused(format!("cannot export to {}: {}", file.display(), e.why))
+        })
     }
 
     /// Brings another store's versions (with their blobs), runs,
@@ -416,30 +384,8 @@ fn self_scan<T: serde::de::DeserializeOwned>(
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::io::Write;
-    let io = |source| StoreError::Io {
+    crate::output::write_atomic(path, bytes).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    });
-    if written.is_err() {
-        // Nothing half-written stays behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(io)
+    })
 }

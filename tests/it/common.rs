@@ -171,3 +171,12 @@ limit = 40
 max_drop = 100.0
 alias = "distilled"
 "#;
+
+/// A 16x16 red PNG's bytes.
+pub fn tiny_png() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(16, 16, image::Rgb([220, 30, 30]))
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}

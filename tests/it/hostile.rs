@@ -396,3 +396,235 @@ fn an_empty_split_gets_an_accuracy() {
     let store = visprog_distiller::store::Store::open(p.join("st")).unwrap();
     assert!(store.evaluations().unwrap().is_empty(), "nothing stored");
 }
+
+/// Issue 37, item 1: `vpd report RUN --out st/db/conf` exited 0 and
+/// overwrote the store's database; a device node or a link was replaced by a
+/// regular file, an existing file overwritten without `--force`. Every
+/// user-named output (report, its plots, trace pages) now follows the rule of
+/// `store export`.
+#[test]
+fn report_out_destroys_what_it_should_refuse() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    store_with_two_versions(p);
+    let conf = std::fs::read(p.join("st/db/conf")).unwrap();
+    std::fs::write(p.join("old.html"), "mine").unwrap();
+    std::os::unix::fs::symlink(p.join("old.html"), p.join("link.html")).unwrap();
+    for (args, why) in [
+        (
+            &["report", "01a2", "--out", "st/db/conf"][..],
+            "inside the store",
+        ),
+        (
+            &["report", "01a2", "--out", "/dev/null"],
+            "not a regular file",
+        ),
+        (&["report", "01a2", "--out", "link.html"], "symbolic link"),
+        (&["report", "01a2", "--out", "old.html"], "--force"),
+        (
+            &[
+                "report",
+                "01a2",
+                "--out",
+                "new.html",
+                "--plots",
+                "st/blobs/p",
+            ],
+            "inside the store",
+        ),
+        (
+            &["show", "01a2", "--example", "e", "--trace", "st/db/conf"],
+            "inside the store",
+        ),
+        (
+            &["show", "01a2", "--example", "e", "--trace", "old.html"],
+            "--force",
+        ),
+    ] {
+        let mut all = vec!["--store", "st"];
+        all.extend_from_slice(args);
+        let (code, _, err) = run(p, &all);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert!(!p.join("st/blobs/p").exists() && !p.join("new.html").exists());
+    assert_eq!(std::fs::read(p.join("st/db/conf")).unwrap(), conf);
+    assert_eq!(std::fs::read_to_string(p.join("old.html")).unwrap(), "mine");
+    assert!(std::fs::symlink_metadata(p.join("link.html"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A program's trace page: refused over a file, written with --force.
+    std::fs::write(
+        p.join("one.py"),
+        "def execute_command(image):\n    return 1\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("img.png"), crate::common::tiny_png()).unwrap();
+    let prog = ["program", "run", "one.py", "--image", "image=img.png"];
+    let mut all = vec!["--store", "st"];
+    all.extend_from_slice(&prog);
+    all.extend_from_slice(&["--trace", "old.html"]);
+    let (code, _, err) = run(p, &all);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(p.join("old.html")).unwrap(), "mine");
+    all.push("--force");
+    let (code, _, err) = run(p, &all);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(std::fs::read_to_string(p.join("old.html"))
+        .unwrap()
+        .contains("result: 1"));
+    no_temp_files(p);
+    assert_eq!(run(p, &["--store", "st", "store", "verify"]).0, Some(0));
+}
+
+/// `vpd --store st eval --task T --data ROOT --split S --modules oracle`.
+fn eval_oracle(p: &Path, task: &str, root: &str, split: &str) -> (Option<i32>, String, String) {
+    run(
+        p,
+        &[
+            "--store",
+            "st",
+            "eval",
+            "--task",
+            task,
+            "--data",
+            root,
+            "--split",
+            split,
+            "--modules",
+            "oracle",
+        ],
+    )
+}
+
+/// A GQA question of image `img` as the published file has it.
+fn gqa_question(img: &str) -> String {
+    format!(r#"{{"imageId": "{img}", "question": "Is there a circle?", "answer": "yes"}}"#)
+}
+
+/// Issue 37, item 2: a GQA `imageId` of `../../outside/evil` or an absolute
+/// path, an NLVR2 identifier with `../` and a `--split` with `../` made vpd
+/// read files outside the root (and `data check` said "0 missing"). Ids and
+/// split names are names: each such example is an error, named.
+#[test]
+fn paths_from_data_files_escape_the_dataset_root() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let png = crate::common::tiny_png();
+    std::fs::create_dir_all(p.join("outside")).unwrap();
+    std::fs::write(p.join("outside/evil.png"), &png).unwrap();
+    std::fs::create_dir_all(p.join("gqa/questions")).unwrap();
+    std::fs::create_dir_all(p.join("gqa/images")).unwrap();
+    std::fs::write(p.join("gqa/images/1.png"), &png).unwrap();
+    let evil = p.join("outside/evil");
+    std::fs::write(
+        p.join("gqa/questions/val_questions.json"),
+        format!(
+            r#"{{"q1": {}, "q2": {}, "q3": {}}}"#,
+            gqa_question("1"),
+            gqa_question("../../outside/evil"),
+            gqa_question(evil.to_str().unwrap())
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(p, &["data", "check", "--task", "gqa", "--root", "gqa"]);
+    assert_eq!(code, Some(1), "{out} {err}");
+    let all = format!("{out}{err}");
+    for q in ["question q2", "question q3"] {
+        assert!(
+            all.contains(q) && all.contains("not an image name"),
+            "{q}: {all}"
+        );
+    }
+    let (code, _, err) = eval_oracle(p, "gqa", "gqa", "val");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not an image name"), "{err}");
+    // NLVR2: an identifier whose images would be a path.
+    std::fs::create_dir_all(p.join("nlvr2/images")).unwrap();
+    std::fs::write(
+        p.join("nlvr2/dev.json"),
+        r#"{"identifier": "dev/../../../outside/x-0-0-0", "sentence": "s", "label": "True"}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(p, &["data", "check", "--task", "nlvr2", "--root", "nlvr2"]);
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert!(format!("{out}{err}").contains("line 1"), "{out} {err}");
+    // A split that is a path, on the command line and in an experiment file.
+    std::fs::write(p.join("outside/x.json"), "").unwrap();
+    for split in ["../outside/x", "/etc/passwd", ".."] {
+        let (code, _, err) = eval_oracle(p, "nlvr2", "nlvr2", split);
+        assert_eq!(code, Some(1), "{split}: {err}");
+        assert!(err.contains("is not a split name"), "{split}: {err}");
+    }
+    let store = visprog_distiller::store::Store::open(p.join("st")).unwrap();
+    assert!(store.evaluations().unwrap().is_empty(), "nothing stored");
+}
+
+/// Issue 37, item 9: a GQA key repeated in the JSON object, or an NLVR2
+/// identifier repeated with conflicting labels, was counted twice (`data
+/// check` said 0 errors, eval scored n=3). `data check` reports them; eval
+/// refuses, naming the id and which line is kept.
+#[test]
+fn duplicate_ids_are_counted_twice() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("gqa/questions")).unwrap();
+    std::fs::create_dir_all(p.join("gqa/images")).unwrap();
+    std::fs::write(p.join("gqa/images/1.png"), crate::common::tiny_png()).unwrap();
+    std::fs::write(
+        p.join("gqa/questions/val_questions.json"),
+        format!(
+            r#"{{"q1": {q}, "q2": {q}, "q1": {q}}}"#,
+            q = gqa_question("1")
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(p, &["data", "check", "--task", "gqa", "--root", "gqa"]);
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert!(
+        format!("{out}{err}").contains("the id q1 appears again"),
+        "{out} {err}"
+    );
+    let (code, _, err) = eval_oracle(p, "gqa", "gqa", "val");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("q1 appears again"), "{err}");
+    std::fs::create_dir_all(p.join("nlvr2/images")).unwrap();
+    let line = |label: &str| {
+        format!(r#"{{"identifier": "dev-1-0-0", "sentence": "s", "label": "{label}"}}"#)
+    };
+    std::fs::write(
+        p.join("nlvr2/dev.json"),
+        format!("{}\n{}\n", line("True"), line("False")),
+    )
+    .unwrap();
+    let (code, out, err) = run(p, &["data", "check", "--task", "nlvr2", "--root", "nlvr2"]);
+    assert_eq!(code, Some(1), "{out} {err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("line 2") && all.contains("first at line 1"),
+        "{all}"
+    );
+    let (code, _, err) = eval_oracle(p, "nlvr2", "nlvr2", "dev");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("dev-1-0-0 appears again"), "{err}");
+}
+
+/// Issue 37, item 12 (second half): a non-UTF-8 NLVR2 line named no line.
+#[test]
+fn a_non_utf8_nlvr2_line_names_no_line_number() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("nlvr2/images")).unwrap();
+    let mut bytes = br#"{"identifier": "dev-1-0-0", "sentence": "s", "label": "True"}"#.to_vec();
+    bytes.extend_from_slice(b"\n{\"identifier\": \"dev-2-0-0\", \"sentence\": \"\xff\xfe\"}\n");
+    std::fs::write(p.join("nlvr2/dev.json"), bytes).unwrap();
+    let (code, out, err) = run(p, &["data", "check", "--task", "nlvr2", "--root", "nlvr2"]);
+    assert_eq!(code, Some(1), "{out} {err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("line 2") && all.contains("not UTF-8"), "{all}");
+    let (code, _, err) = eval_oracle(p, "nlvr2", "nlvr2", "dev");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("line 2: not UTF-8"), "{err}");
+}
