@@ -120,7 +120,11 @@ pub fn run(cli: &Cli, cmd: &StoreCmd) -> Result<ExitCode> {
                 let read = |p: &std::path::Path| {
                     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
                 };
-                let bytes = read(side)?;
+                let bytes = visprog_distiller::nn::model::read_bounded(
+                    side,
+                    visprog_distiller::nn::model::MAX_TOKENIZER_BYTES,
+                )
+                .map_err(|e| anyhow::anyhow!("sidecar {}: {e}", side.display()))?;
                 let declares_kind = serde_json::from_slice::<serde_json::Value>(&bytes)
                     .ok()
                     .is_some_and(|v| v.get("kind").is_some());

@@ -21,8 +21,8 @@ pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, ModelError> {
 /// sidecar and the bytes to store: the file's own when nothing was
 /// embedded, else the sidecar with its tokenizer inside.
 pub fn read_sidecar(path: &std::path::Path) -> Result<(Sidecar, Vec<u8>), ModelError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| NnError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let bytes = crate::nn::model::read_bounded(path, crate::nn::model::MAX_TOKENIZER_BYTES)
+        .map_err(|e| NnError::Checkpoint(format!("sidecar {}: {e}", path.display())))?;
     let mut side = parse_sidecar(&bytes)?;
     let before = side.clone();
     side.embed_tokenizer(path.parent().unwrap_or(std::path::Path::new(".")))?;

@@ -19,11 +19,30 @@ pub use libtorch::{
 };
 pub use tiny::{live_check, varstore_from_bytes, varstore_to_bytes, LiveCheck, TinyMlp};
 
+/// libtorch's message without its C++ stack frames: the text before
+/// "Exception raised from"; of a TorchScript traceback, the exception's own
+/// last line (`builtins.ValueError: ...`). One line either way.
+pub fn torch_message(e: &tch::TchError) -> String {
+    let full = e.to_string();
+    let head = full.split("Exception raised from").next().unwrap_or(&full);
+    let lines: Vec<&str> = head
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = if head.contains("Traceback of TorchScript") {
+        lines.last()
+    } else {
+        lines.first()
+    };
+    line.map_or(full.clone(), |l| l.to_string())
+}
+
 /// An error from the neural-network layer.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
     /// libtorch reported an error.
-    #[error("libtorch: {0}")]
+    #[error("libtorch: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
     /// `--device cuda` was asked for on a machine where libtorch sees no GPU.
     #[error(

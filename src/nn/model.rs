@@ -109,6 +109,38 @@ pub struct Sidecar {
     pub threshold: Option<f32>,
 }
 
+/// The largest `image_size` a sidecar may give (pixels a side).
+pub const MAX_IMAGE_SIZE: i64 = 2048;
+/// The largest `max_len` (tokens).
+pub const MAX_LEN: usize = 8192;
+/// The smallest `std` (channel standard deviation).
+pub const MIN_STD: f32 = 1e-4;
+/// The largest `mean` in absolute value.
+pub const MAX_MEAN: f32 = 1e3;
+/// The largest `tokenizer.json` read (bytes; the real ones are 0.5-20 MB).
+pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
+
+/// A regular file's bytes, refused past `limit` bytes (never read to the
+/// end of a device such as `/dev/zero`).
+pub fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let m = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !m.is_file() {
+        return Err("not a regular file".into());
+    }
+    if m.len() > limit {
+        return Err(format!("{} bytes, past the limit of {limit}", m.len()));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut buf))
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > limit {
+        return Err(format!("more than {limit} bytes"));
+    }
+    Ok(buf)
+}
+
 /// A sidecar's `tokenizer`: the path the user wrote, or, in the stored
 /// sidecar, the file's name and its content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,9 +163,11 @@ impl Sidecar {
     pub fn embed_tokenizer(&mut self, dir: &std::path::Path) -> Result<(), NnError> {
         if let Some(SidecarTokenizer::Path(p)) = &self.tokenizer {
             let path = dir.join(p);
-            let json = std::fs::read_to_string(&path).map_err(|e| {
-                NnError::Checkpoint(format!("sidecar `tokenizer`: {}: {e}", path.display()))
-            })?;
+            let json = read_bounded(&path, MAX_TOKENIZER_BYTES)
+                .and_then(|b| String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}")))
+                .map_err(|e| {
+                    NnError::Checkpoint(format!("sidecar `tokenizer`: {}: {e}", path.display()))
+                })?;
             super::text::HfTokenizer::from_json(&json).map_err(|e| {
                 NnError::Checkpoint(format!("sidecar `tokenizer`: {}: {e}", path.display()))
             })?;
@@ -145,19 +179,28 @@ impl Sidecar {
         Ok(())
     }
 
-    /// Checks `image_size` (8 pixels at least) and `max_len` (1 token at
-    /// least), naming the field.
+    /// Checks `image_size` (8 to [`MAX_IMAGE_SIZE`] pixels), `max_len` (1
+    /// to [`MAX_LEN`] tokens) and `threshold`, naming the field: a size
+    /// past them would be allocated whole for every input.
     pub fn check_sizes(&self) -> Result<(), NnError> {
-        if self.image_size < 8 {
+        if !(8..=MAX_IMAGE_SIZE).contains(&self.image_size) {
             return Err(NnError::Checkpoint(format!(
-                "sidecar `image_size`: {} (8 pixels at least)",
+                "sidecar `image_size`: {} (8 to {MAX_IMAGE_SIZE} pixels)",
                 self.image_size
             )));
         }
-        if self.max_len == 0 {
-            return Err(NnError::Checkpoint(
-                "sidecar `max_len`: 0 (1 token at least)".into(),
-            ));
+        if !(1..=MAX_LEN).contains(&self.max_len) {
+            return Err(NnError::Checkpoint(format!(
+                "sidecar `max_len`: {} (1 to {MAX_LEN} tokens)",
+                self.max_len
+            )));
+        }
+        if let Some(t) = self.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(NnError::Checkpoint(format!(
+                    "sidecar `threshold`: {t} is not in 0-1"
+                )));
+            }
         }
         Ok(())
     }
@@ -169,13 +212,17 @@ impl Sidecar {
             mean: self.mean.unwrap_or(MEAN),
             std: self.std.unwrap_or(STD),
         };
-        if let Some(s) = n.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+        // Inputs are 0-1 before normalisation: these bounds keep every
+        // normalised value finite (within 1e7).
+        if let Some(s) = n.std.iter().find(|s| !(**s >= MIN_STD && s.is_finite())) {
             return Err(NnError::Checkpoint(format!(
-                "sidecar `std`: {s} is not a positive number"
+                "sidecar `std`: {s} is not a positive number of at least {MIN_STD}"
             )));
         }
-        if n.mean.iter().any(|m| !m.is_finite()) {
-            return Err(NnError::Checkpoint("sidecar `mean`: not finite".into()));
+        if let Some(m) = n.mean.iter().find(|m| !(m.abs() <= MAX_MEAN)) {
+            return Err(NnError::Checkpoint(format!(
+                "sidecar `mean`: {m} is not a number within ±{MAX_MEAN}"
+            )));
         }
         Ok((n.mean != MEAN || n.std != STD).then_some(n))
     }
@@ -340,7 +387,12 @@ impl Model {
     fn script_on(meta: ModelMeta, archive: &[u8], device: DeviceChoice) -> Result<Model, NnError> {
         let vs = nn::VarStore::new(device.to_tch()?);
         let module = tch::TrainableCModule::load_data(&mut Cursor::new(archive), vs.root())
-            .map_err(|e| NnError::Checkpoint(format!("TorchScript archive: {e}")))?;
+            .map_err(|e| {
+                NnError::Checkpoint(format!(
+                    "not a TorchScript archive (torch.jit.save): {}",
+                    super::torch_message(&e)
+                ))
+            })?;
         Ok(Model {
             meta,
             vs,

@@ -60,7 +60,12 @@ impl ScriptLoc {
         }
         let dev = device.to_tch()?;
         let mut module = tch::CModule::load_data_on_device(&mut Cursor::new(archive), dev)
-            .map_err(|e| bad(format!("TorchScript archive: {e}")))?;
+            .map_err(|e| {
+                bad(format!(
+                    "not a TorchScript archive (torch.jit.save): {}",
+                    super::torch_message(&e)
+                ))
+            })?;
         module.set_eval();
         let loc = ScriptLoc {
             module,

@@ -435,6 +435,80 @@ fn a_bad_v2_sidecar_is_refused_at_import_naming_the_field() {
     );
 }
 
+/// Issue 37, item 3: one sidecar field aborted the process (`image_size`
+/// 100000: a 120 GB allocation, exit 134; 2^31 and 2^32 panicked), `max_len`
+/// 10^8 failed deep in TorchScript without naming the field, a `tokenizer`
+/// of `/dev/zero` was read until memory ran out; a `std` of 1e-40 made every
+/// input inf (item 5). Each is now bounded at import, naming the field; and
+/// a file that is not TorchScript is one line, not 22 of C++ frames (item
+/// 12).
+#[test]
+fn one_sidecar_field_aborts_the_process() {
+    let Some(python) = torch_python() else { return };
+    let Some(minilm) = minilm_dir(&python) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::copy(minilm.join("tokenizer.json"), p.join("tokenizer.json")).unwrap();
+    let (pt, side) = make(&python, p, "m", "vqa-student", &answers());
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (
+            serde_json::json!({"image_size": 100000}),
+            "sidecar `image_size`: 100000",
+        ),
+        (
+            serde_json::json!({"image_size": 2147483648_i64}),
+            "sidecar `image_size`",
+        ),
+        (
+            serde_json::json!({"image_size": 4294967296_i64}),
+            "sidecar `image_size`",
+        ),
+        (
+            serde_json::json!({"max_len": 100000000}),
+            "sidecar `max_len`: 100000000",
+        ),
+        (
+            serde_json::json!({"tokenizer": "/dev/zero"}),
+            "not a regular file",
+        ),
+        (
+            serde_json::json!({"std": [1e-40, 0.2, 0.2]}),
+            "sidecar `std`",
+        ),
+        (
+            serde_json::json!({"mean": [1e38, 0.2, 0.2]}),
+            "sidecar `mean`",
+        ),
+    ];
+    for (patch, says) in cases {
+        let mut s = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        let f = p.join("sidecar-bad.json");
+        std::fs::write(&f, s.to_string()).unwrap();
+        let o = import(p, "bad", &pt, &f);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{patch}: {err}");
+        assert!(err.contains(says), "{patch}: {err}");
+        assert!(!err.contains("panicked"), "{patch}: {err}");
+    }
+    let o = import(p, "bad", &pt, Path::new("/dev/zero"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a regular file"));
+    // Not TorchScript: one line naming the file.
+    std::fs::write(p.join("junk.pt"), b"this is no zip archive").unwrap();
+    let o = import(p, "bad", &p.join("junk.pt"), &side);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("junk.pt"), "{err}");
+    assert!(!err.contains("frame #"), "{err}");
+    assert!(err.trim().lines().count() <= 3, "{err}");
+}
+
 /// The real pretrained all-MiniLM-L6-v2 (22M parameters, its own WordPiece
 /// tokenizer) as the question encoder of a user's VQA student and GQA
 /// teacher (`scripts/export-minilm-vqa.py`): imported, evaluated, distilled
