@@ -31,7 +31,7 @@ use crate::data::DataError;
 use crate::models::{self, ModelError, INPUT};
 use crate::nn::detector::{DetExample, PrCounts};
 use crate::nn::model::{Example, Model};
-use crate::nn::DeviceChoice;
+use crate::nn::{DeviceChoice, NnError};
 use crate::store::{Store, VersionRef};
 use crate::vocab::Corpus;
 
@@ -263,7 +263,11 @@ fn load(path: &Path) -> Result<Arc<Vec<f32>>, DataError> {
     Ok(Arc::new(to_model_input(&decode(path)?, INPUT)))
 }
 
-fn vqa_scores(model: &Model, queries: &[Query], image: impl Fn(&Query) -> Arc<Vec<f32>>) -> Scores {
+fn vqa_scores(
+    model: &Model,
+    queries: &[Query],
+    image: impl Fn(&Query) -> Arc<Vec<f32>>,
+) -> Result<Scores, NnError> {
     let ex: Vec<Example> = queries
         .iter()
         .map(|q| Example {
@@ -272,7 +276,7 @@ fn vqa_scores(model: &Model, queries: &[Query], image: impl Fn(&Query) -> Arc<Ve
             label: 0,
         })
         .collect();
-    let probs = model.predict(&ex);
+    let probs = model.predict(&ex)?;
     let mut s = Scores::new();
     for (p, q) in probs.iter().zip(queries) {
         let best = p
@@ -283,11 +287,11 @@ fn vqa_scores(model: &Model, queries: &[Query], image: impl Fn(&Query) -> Arc<Ve
         let said = best.and_then(|i| model.meta.answers.list.get(i));
         tally(&mut s, q.family, said == Some(&q.answer));
     }
-    s
+    Ok(s)
 }
 
 /// The NLVR2 teacher's answers to whole-image queries through statements.
-fn nlvr2_scores(teacher: &Model, queries: &[Query]) -> Scores {
+fn nlvr2_scores(teacher: &Model, queries: &[Query]) -> Result<Scores, NnError> {
     const KS: std::ops::RangeInclusive<usize> = 0..=4;
     let mut ex = Vec::new();
     let mut spans = Vec::new();
@@ -322,7 +326,7 @@ fn nlvr2_scores(teacher: &Model, queries: &[Query]) -> Scores {
         }
         spans.push((q, start, ex.len()));
     }
-    let probs = teacher.predict(&ex);
+    let probs = teacher.predict(&ex)?;
     let truth = teacher.meta.answers.id("true").unwrap_or(1) as usize;
     let mut s = Scores::new();
     for (q, a, b) in spans {
@@ -343,7 +347,7 @@ fn nlvr2_scores(teacher: &Model, queries: &[Query]) -> Scores {
         };
         tally(&mut s, q.family, said == q.answer);
     }
-    s
+    Ok(s)
 }
 
 /// Everything measured.
@@ -470,7 +474,7 @@ pub fn measure(
         let m = model_of(store, r, device)?;
         for (name, qs) in &queries {
             rep.student
-                .insert(name.to_string(), vqa_scores(&m, qs, |q| q.student.clone()));
+                .insert(name.to_string(), vqa_scores(&m, qs, |q| q.student.clone())?);
         }
     }
     if let Some(r) = &which.gqa_teacher {
@@ -481,9 +485,11 @@ pub fn measure(
             .cloned()
             .collect();
         rep.gqa_teacher
-            .insert("whole".into(), vqa_scores(&m, &crops, |q| q.whole.clone()));
-        rep.gqa_teacher
-            .insert("crop".into(), vqa_scores(&m, &crops, |q| q.student.clone()));
+            .insert("whole".into(), vqa_scores(&m, &crops, |q| q.whole.clone())?);
+        rep.gqa_teacher.insert(
+            "crop".into(),
+            vqa_scores(&m, &crops, |q| q.student.clone())?,
+        );
     }
     if let Some(r) = &which.nlvr2_teacher {
         let m = model_of(store, r, device)?;
@@ -492,13 +498,13 @@ pub fn measure(
             .filter(|q| !kind_of(q))
             .cloned()
             .collect();
-        rep.nlvr2_teacher = Some(nlvr2_scores(&m, &wq));
+        rep.nlvr2_teacher = Some(nlvr2_scores(&m, &wq)?);
     }
     if let Some(r) = &which.loc {
         let l = models::load_loc(store, r, device)?;
         for (name, ex) in &loc_examples {
             rep.loc
-                .insert(name.to_string(), l.detector.evaluate(ex, &l.settings));
+                .insert(name.to_string(), l.detector.evaluate(ex, &l.settings)?);
         }
     }
     // The adapter's queries: crop queries on gqa, whole-image on nlvr2.

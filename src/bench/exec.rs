@@ -402,6 +402,7 @@ fn alone_costs(
     if let (ModuleChoice::Version(r), b) = (vqa, batch[0]) {
         let net = models::load_vqa(store, r, DeviceChoice::Cpu)?;
         let inputs = images(net.model.meta.film.image_size as u32)?;
+        let mut failed = None;
         let mut run = |b: usize| {
             let ex: Vec<Example> = (0..b)
                 .map(|i| {
@@ -413,16 +414,22 @@ fn alone_costs(
                     }
                 })
                 .collect();
-            net.model.predict(&ex);
+            if let Err(e) = net.model.predict(&ex) {
+                failed.get_or_insert(e);
+            }
         };
         out[0] = [
             time(1, inputs.len(), &mut run),
             time(b, inputs.len(), &mut run),
         ];
+        if let Some(e) = failed {
+            return Err(crate::models::ModelError::from(e).into());
+        }
     }
     if let (ModuleChoice::Version(r), b) = (loc, batch[1]) {
         let net = models::load_loc(store, r, DeviceChoice::Cpu)?;
         let inputs = images(net.detector.image_size() as u32)?;
+        let mut failed = None;
         let mut run = |b: usize| {
             let ex: Vec<DetExample> = (0..b)
                 .map(|i| {
@@ -434,12 +441,17 @@ fn alone_costs(
                     }
                 })
                 .collect();
-            net.detector.detect(&ex, &net.settings);
+            if let Err(e) = net.detector.detect(&ex, &net.settings) {
+                failed.get_or_insert(e);
+            }
         };
         out[1] = [
             time(1, inputs.len(), &mut run),
             time(b, inputs.len(), &mut run),
         ];
+        if let Some(e) = failed {
+            return Err(crate::models::ModelError::from(e).into());
+        }
     }
     Ok(out)
 }

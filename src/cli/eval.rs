@@ -218,6 +218,9 @@ fn print_report(task: &str, split: &str, what: &str, r: &EvalReport) {
             r.failed_steps
         ),
     }
+    if let Some((m, k)) = &r.commonest_failure {
+        println!("  most frequent failure ({k} of {}): {m}", s.n);
+    }
     if let Some(x) = &r.exec {
         println!(
             "  {:.1} s, at most {} programs in flight, mean batch VQA {:.1} LOC {:.1}, {} worker restarts",

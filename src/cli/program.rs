@@ -14,7 +14,9 @@ use visprog_distiller::program::expr::Val;
 use visprog_distiller::program::oracle::Oracle;
 use visprog_distiller::program::validate;
 use visprog_distiller::program::{convert, interp, run as prun};
+use visprog_distiller::runtime::actors::module_timeout;
 use visprog_distiller::runtime::exec::{parse_modules, ModuleChoice};
+use visprog_distiller::runtime::threaded::Threaded;
 use visprog_distiller::vocab::{Slot, Task};
 
 use super::common::{DeviceOpt, OutFile};
@@ -408,11 +410,22 @@ pub(super) fn build_modules(
         let provider: Box<dyn interp::Perception> = match &choice {
             ModuleChoice::Oracle => Box::new(oracle()?),
             ModuleChoice::Version(r) => {
+                // On a thread of its own, with the per-call time limit.
                 let store = visprog_distiller::store::Store::open(store)?;
-                match slot {
-                    Slot::Loc => Box::new(models::load_loc(&store, r, device)?),
-                    Slot::Vqa => Box::new(models::load_vqa(&store, r, device)?),
-                }
+                let r = r.clone();
+                let limit = module_timeout().map_err(anyhow::Error::msg)?;
+                Box::new(
+                    Threaded::start(
+                        limit,
+                        move || -> Result<Box<dyn interp::Perception>, models::ModelError> {
+                            Ok(match slot {
+                                Slot::Loc => Box::new(models::load_loc(&store, &r, device)?),
+                                Slot::Vqa => Box::new(models::load_vqa(&store, &r, device)?),
+                            })
+                        },
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                )
             }
         };
         match slot {

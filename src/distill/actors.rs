@@ -22,6 +22,7 @@ pub use crate::experiment::error::ActorError;
 #[derive(Default)]
 pub struct Teacher {
     model: Option<Model>,
+    label: String,
 }
 
 impl Actor for Teacher {
@@ -38,6 +39,7 @@ impl Handler<LoadTeacher> for Teacher {
     fn handle(&mut self, msg: LoadTeacher, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
             self.model = Some(msg.0.load(msg.1)?);
+            self.label = msg.0.label.clone();
             Ok(())
         })
     }
@@ -54,7 +56,10 @@ impl Handler<Label> for Teacher {
     fn handle(&mut self, msg: Label, _: &mut SyncContext<Self>) -> Self::Result {
         guarded(move || {
             let m = self.model.as_ref().ok_or(ActorError::NotLoaded)?;
-            let out = m.predict(&msg.0);
+            let out = m.predict(&msg.0).map_err(|e| ActorError::Module {
+                module: self.label.clone(),
+                message: e.to_string(),
+            })?;
             if out.iter().any(Vec::is_empty) {
                 return Err(ActorError::NoDistribution);
             }

@@ -114,6 +114,14 @@ pub enum ActorError {
     /// A label was asked for before the teacher was loaded.
     #[error("the teacher is not loaded")]
     NotLoaded,
+    /// The teacher's forward pass failed or gave NaN or inf.
+    #[error("teacher {module}: {message}")]
+    Module {
+        /// `module@number`.
+        module: String,
+        /// Its own message.
+        message: String,
+    },
     /// The teacher answered some query with an empty distribution.
     #[error("the teacher gave no distribution for some queries")]
     NoDistribution,

@@ -220,7 +220,46 @@ impl Experiment {
             .fold(1u128, |a, b| a.saturating_mul(b))
     }
 
+    /// The float settings' ranges: a learning rate of 1e308 is positive
+    /// and trains nothing (the run keeps epoch 0 and the gate moves the
+    /// alias onto a copy of the parent).
+    fn check_ranges(&self, origin: &str) -> Result<(), ConfigError> {
+        let d = &self.distill;
+        for (key, v, lo, hi, open_lo) in [
+            ("distill.lr", d.lr, 0.0, 1.0, true),
+            ("pretrain.lr", self.pretrain.lr, 0.0, 1.0, true),
+            ("distill.temperature", d.temperature, 0.0, 100.0, true),
+            ("distill.confidence", d.confidence, 0.0, 1.0, false),
+            ("distill.ce_weight", d.ce_weight, 0.0, 100.0, false),
+            ("distill.replay", d.replay, 0.0, 100.0, false),
+            ("distill.self_distill", d.self_distill, 0.0, 100.0, false),
+            ("distill.loc_candidates", d.loc_candidates, 0.0, 1.0, false),
+            ("distill.loc_accept", d.loc_accept, 0.0, 1.0, false),
+            ("gate.max_drop", self.gate.max_drop, 0.0, 100.0, false),
+        ] {
+            let inside = if open_lo { v > lo } else { v >= lo } && v <= hi;
+            if !inside {
+                let lower = if open_lo { "above" } else { "at least" };
+                return Err(invalid(
+                    origin,
+                    format!("`{key}` = {v:?}: must be {lower} {lo} and at most {hi}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        // NaN and inf pass every "must be positive" test (NaN compares
+        // false): refused wherever they are, naming the key.
+        let tree = toml::Value::try_from(self).map_err(|e| invalid(origin, e.to_string()))?;
+        if let Some(key) = non_finite(&tree, "") {
+            return Err(invalid(
+                origin,
+                format!("`{key}` is not a finite number (NaN and inf are refused)"),
+            ));
+        }
+        self.check_ranges(origin)?;
         crate::nn::parse_device(&self.device)
             .map_err(|e| invalid(origin, format!("`device`: {e}")))?;
         self.adapter.check().map_err(|e| invalid(origin, e))?;
@@ -343,5 +382,25 @@ impl Experiment {
             return Err(invalid(origin, "`gate.alias` is empty"));
         }
         Ok(())
+    }
+}
+
+/// The dotted key of the first NaN or infinite float in `v`, if any.
+fn non_finite(v: &toml::Value, at: &str) -> Option<String> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(at.to_string()),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| non_finite(v, &join(k))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_finite(v, &format!("{at}[{i}]"))),
+        _ => None,
     }
 }

@@ -83,7 +83,7 @@ fn fit_and_save(
         parent = Some(store.resolve(&r)?.id);
     }
     let training = model.train(&strip(train), &strip(dev), &cfg.train, progress)?;
-    let (acc, preds) = model.evaluate(&strip(test));
+    let (acc, preds) = model.evaluate(&strip(test))?;
     let by_group = per_group(&preds, test);
     let metrics = serde_json::json!({
         "test_accuracy": 100.0 * acc, "test_n": test.len(), "by_group": by_group,

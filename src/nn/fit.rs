@@ -102,12 +102,22 @@ pub struct Keep<'a> {
 }
 
 /// Share of `dev` where the model's most probable answer is the teacher's.
-pub fn agreement(model: &Model, dev: &[SoftExample]) -> f64 {
+/// A forward pass with NaN or inf is an error saying training diverged.
+pub fn agreement(model: &Model, dev: &[SoftExample]) -> Result<f64, NnError> {
     if dev.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
     let ex: Vec<Example> = dev.iter().map(SoftExample::example).collect();
-    model.evaluate(&ex).0
+    Ok(model.evaluate(&ex).map_err(diverged)?.0)
+}
+
+fn diverged(e: NnError) -> NnError {
+    match e {
+        NnError::Output(m) => NnError::Output(format!(
+            "the student {m}: training diverged (a lower learning rate may help)"
+        )),
+        e => e,
+    }
 }
 
 /// The parent's class probabilities on `xs` (inputs as the student takes
@@ -179,7 +189,7 @@ pub fn distill(
     anchor_rng.shuffle(&mut anchor_order);
     let mut next_anchor = 0;
     let mut report = DistillReport {
-        best_dev_agreement: agreement(student, dev),
+        best_dev_agreement: agreement(student, dev)?,
         ..Default::default()
     };
     report.dev_agreement.push(report.best_dev_agreement);
@@ -256,7 +266,7 @@ pub fn distill(
             steps += 1;
         }
         let loss = total / steps.max(1) as f64;
-        let acc = agreement(student, dev);
+        let acc = agreement(student, dev)?;
         report.train_loss.push(loss);
         report.dev_agreement.push(acc);
         progress(epoch, loss, acc);

@@ -56,6 +56,10 @@ pub enum NnError {
         /// Whether `libtorch_cuda.so` is loaded into this process.
         linked: bool,
     },
+    /// A network's forward pass gave what no answer can come from: NaN or
+    /// inf, or the wrong number of rows.
+    #[error("{0}")]
+    Output(String),
     /// A checkpoint that does not load.
     #[error("corrupt checkpoint: {0}")]
     Checkpoint(String),

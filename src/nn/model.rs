@@ -219,7 +219,7 @@ impl Sidecar {
                 "sidecar `std`: {s} is not a positive number of at least {MIN_STD}"
             )));
         }
-        if let Some(m) = n.mean.iter().find(|m| !(m.abs() <= MAX_MEAN)) {
+        if let Some(m) = n.mean.iter().find(|m| !m.is_finite() || m.abs() > MAX_MEAN) {
             return Err(NnError::Checkpoint(format!(
                 "sidecar `mean`: {m} is not a number within ±{MAX_MEAN}"
             )));
@@ -519,32 +519,48 @@ impl Model {
         )
     }
 
-    /// Class probabilities for each example (labels ignored).
-    pub fn predict(&self, examples: &[Example]) -> Vec<Vec<f32>> {
+    /// Class probabilities for each example (labels ignored). A forward
+    /// pass that fails (a user's module that raises: its own message) or
+    /// gives NaN or inf is an error, never a distribution.
+    pub fn predict(&self, examples: &[Example]) -> Result<Vec<Vec<f32>>, NnError> {
         let mut out = Vec::with_capacity(examples.len());
         tch::no_grad(|| {
             for chunk in examples.chunks(256) {
                 let refs: Vec<&Example> = chunk.iter().collect();
                 let (x, t, _) = self.batch(&refs);
-                let Ok(logits) = self.logits(&x, &t) else {
-                    // A user's TorchScript module that fails gives no
-                    // distribution; callers report that example as failed.
-                    out.extend(chunk.iter().map(|_| Vec::new()));
-                    continue;
-                };
-                let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
-                let rows = p.size()[0];
-                let v: Vec<f32> = Vec::try_from(p.view([-1])).unwrap_or_default();
+                let logits = self.logits(&x, &t)?.to_device(Device::Cpu);
+                let rows = logits.size().first().copied().unwrap_or(0);
+                let raw: Vec<f32> = Vec::try_from(logits.to_kind(Kind::Float).view([-1]))?;
+                if rows != chunk.len() as i64 {
+                    return Err(NnError::Output(format!(
+                        "returned {rows} rows for a batch of {}",
+                        chunk.len()
+                    )));
+                }
+                if let Some(i) = raw.iter().position(|v| !v.is_finite()) {
+                    let k = raw.len() / chunk.len().max(1);
+                    return Err(NnError::Output(format!(
+                        "returned {} (not a finite number) for example {} of a batch of {}",
+                        raw[i],
+                        i / k.max(1) + 1,
+                        chunk.len()
+                    )));
+                }
+                let p = Tensor::from_slice(&raw)
+                    .view([rows, -1])
+                    .softmax(-1, Kind::Float);
+                let v: Vec<f32> = Vec::try_from(p.view([-1]))?;
                 let k = v.len() / rows.max(1) as usize;
                 out.extend(v.chunks(k.max(1)).map(|c| c.to_vec()));
             }
-        });
-        out
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Accuracy (0-1) and the predicted class of each example.
-    pub fn evaluate(&self, examples: &[Example]) -> (f64, Vec<i64>) {
-        let probs = self.predict(examples);
+    pub fn evaluate(&self, examples: &[Example]) -> Result<(f64, Vec<i64>), NnError> {
+        let probs = self.predict(examples)?;
         let preds: Vec<i64> = probs
             .iter()
             .map(|p| {
@@ -559,7 +575,7 @@ impl Model {
             .zip(examples)
             .filter(|(p, e)| **p == e.label)
             .count();
-        (correct as f64 / examples.len().max(1) as f64, preds)
+        Ok((correct as f64 / examples.len().max(1) as f64, preds))
     }
 
     /// Starts from another network's weights where they fit: every
@@ -627,7 +643,7 @@ impl Model {
                 batches += 1;
             }
             let loss = total / batches.max(1) as f64;
-            let (acc, _) = self.evaluate(dev);
+            let (acc, _) = self.evaluate(dev)?;
             report.train_loss.push(loss);
             report.dev_accuracy.push(acc);
             progress(epoch, loss, acc);

@@ -7,6 +7,7 @@ use crate::program::interp::{ImageVal, Perception, PerceptionError, Rect, Scored
 
 use super::detector::{DetExample, DetectSettings, Detection};
 use super::model::{Example, Model};
+use super::NnError;
 
 /// VQA answered by a network (its most probable answer).
 #[derive(Debug)]
@@ -19,14 +20,14 @@ pub struct NeuralVqa {
 
 impl NeuralVqa {
     /// The answer distribution for `question` about `image`.
-    pub fn distribution(&self, image: &ImageVal, question: &str) -> Vec<f32> {
+    pub fn distribution(&self, image: &ImageVal, question: &str) -> Result<Vec<f32>, NnError> {
         let side = self.model.meta.film.image_size as u32;
         let ex = Example {
             images: vec![Arc::new(to_model_input(&image.pixels, side))],
             text: question.to_string(),
             label: 0,
         };
-        self.model.predict(&[ex]).pop().unwrap_or_default()
+        Ok(self.model.predict(&[ex])?.pop().unwrap_or_default())
     }
 }
 
@@ -38,7 +39,9 @@ impl Perception for NeuralVqa {
         Err(PerceptionError::wrong_slot(&self.label, "VQA"))
     }
     fn vqa(&mut self, image: &ImageVal, question: &str) -> Result<String, PerceptionError> {
-        let p = self.distribution(image, question);
+        let p = self
+            .distribution(image, question)
+            .map_err(|e| PerceptionError::Worker(format!("{}: {e}", self.label)))?;
         let best = p
             .iter()
             .enumerate()
@@ -65,17 +68,18 @@ pub struct NeuralLoc {
 
 impl NeuralLoc {
     /// Detections as fractions of the image.
-    pub fn detect(&self, image: &ImageVal, object: &str) -> Vec<Detection> {
+    pub fn detect(&self, image: &ImageVal, object: &str) -> Result<Vec<Detection>, NnError> {
         let side = self.detector.image_size() as u32;
         let ex = DetExample {
             image: Arc::new(to_model_input(&image.pixels, side)),
             name: object.to_string(),
             boxes: vec![],
         };
-        self.detector
-            .detect(&[ex], &self.settings)
+        Ok(self
+            .detector
+            .detect(&[ex], &self.settings)?
             .pop()
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }
 
@@ -84,7 +88,10 @@ impl Perception for NeuralLoc {
         self.label.clone()
     }
     fn loc(&mut self, image: &ImageVal, object: &str) -> Result<Vec<ScoredBox>, PerceptionError> {
-        Ok(boxes_in(&self.detect(image, object), image))
+        let d = self
+            .detect(image, object)
+            .map_err(|e| PerceptionError::Worker(format!("{}: {e}", self.label)))?;
+        Ok(boxes_in(&d, image))
     }
     fn vqa(&mut self, _image: &ImageVal, _question: &str) -> Result<String, PerceptionError> {
         Err(PerceptionError::wrong_slot(&self.label, "LOC"))

@@ -155,19 +155,26 @@ impl ScriptLoc {
     }
 
     /// Detections per example: scores at or above the threshold, boxes
-    /// clipped to the image, then NMS. A failing forward pass gives no
-    /// boxes for that chunk (its steps then find nothing).
-    pub fn detect(&self, examples: &[DetExample], s: &DetectSettings) -> Vec<Vec<Detection>> {
+    /// clipped to the image, then NMS. A failing forward pass (the module's
+    /// own message) or NaN or inf in its boxes or scores is an error.
+    pub fn detect(
+        &self,
+        examples: &[DetExample],
+        s: &DetectSettings,
+    ) -> Result<Vec<Vec<Detection>>, NnError> {
         let mut out = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(256) {
             let refs: Vec<&DetExample> = chunk.iter().collect();
-            let Ok((boxes, scores)) = self.raw(&refs) else {
-                out.extend(chunk.iter().map(|_| Vec::new()));
-                continue;
-            };
+            let (boxes, scores) = self.raw(&refs)?;
             let k = scores.size().get(1).copied().unwrap_or(0) as usize;
-            let bx = Vec::<f32>::try_from(boxes.reshape([-1])).unwrap_or_default();
-            let sc = Vec::<f32>::try_from(scores.reshape([-1])).unwrap_or_default();
+            let bx = Vec::<f32>::try_from(boxes.reshape([-1]))?;
+            let sc = Vec::<f32>::try_from(scores.reshape([-1]))?;
+            if let Some(v) = bx.iter().chain(&sc).find(|v| !v.is_finite()) {
+                return Err(NnError::Output(format!(
+                    "returned {v} (not a finite number) among its boxes or scores for a batch of {}",
+                    chunk.len()
+                )));
+            }
             for i in 0..refs.len() {
                 let mut dets = Vec::new();
                 for j in 0..k {
@@ -194,7 +201,7 @@ impl ScriptLoc {
                 out.push(nms(dets, s.nms_iou, s.max_boxes));
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -225,9 +232,13 @@ impl Locator {
     }
 
     /// Detections per example.
-    pub fn detect(&self, examples: &[DetExample], s: &DetectSettings) -> Vec<Vec<Detection>> {
+    pub fn detect(
+        &self,
+        examples: &[DetExample],
+        s: &DetectSettings,
+    ) -> Result<Vec<Vec<Detection>>, NnError> {
         match self {
-            Locator::Builtin(d) => d.detect(examples, s),
+            Locator::Builtin(d) => Ok(d.detect(examples, s)),
             Locator::Script(l) => l.detect(examples, s),
         }
     }
@@ -237,7 +248,11 @@ impl Locator {
         &self,
         examples: &[DetExample],
         s: &DetectSettings,
-    ) -> super::detector::PrCounts {
-        super::detector::counts(&self.detect(examples, s), examples, s.threshold)
+    ) -> Result<super::detector::PrCounts, NnError> {
+        Ok(super::detector::counts(
+            &self.detect(examples, s)?,
+            examples,
+            s.threshold,
+        ))
     }
 }

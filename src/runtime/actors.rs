@@ -54,6 +54,23 @@ pub enum WorkerError {
         /// `module@number`.
         module: String,
     },
+    /// The module's forward pass failed (its own message: a user's module
+    /// that raised) or gave NaN or inf.
+    #[error("{module}: {message}")]
+    Module {
+        /// `module@number`.
+        module: String,
+        /// What it said or gave.
+        message: String,
+    },
+    /// A batch took longer than the per-call limit.
+    #[error("{module} gave no answer within {seconds} s (VPD_MODULE_TIMEOUT_S sets the limit)")]
+    TimedOut {
+        /// `module@number`.
+        module: String,
+        /// The limit.
+        seconds: f64,
+    },
     /// The worker's mailbox or the batcher is gone.
     #[error("{0}")]
     Unreachable(String),
@@ -208,7 +225,11 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
             p
         }));
         match run {
-            Ok(p) => {
+            Ok(Err(e)) => Err(WorkerError::Module {
+                module: net.label.clone(),
+                message: e.to_string(),
+            }),
+            Ok(Ok(p)) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.queries.fetch_add(p.len(), Ordering::Relaxed);
                 Ok(p)
@@ -266,7 +287,11 @@ impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
             d
         }));
         match run {
-            Ok(d) => {
+            Ok(Err(e)) => Err(WorkerError::Module {
+                module: net.label.clone(),
+                message: e.to_string(),
+            }),
+            Ok(Ok(d)) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.queries.fetch_add(d.len(), Ordering::Relaxed);
                 Ok(d)
@@ -311,6 +336,8 @@ pub struct Batcher<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static>
     generation: u64,
     workers: usize,
     busy: usize,
+    /// The module's name and how long one batch may take.
+    limit: Option<(String, Duration)>,
 }
 
 impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R> {
@@ -329,7 +356,16 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R>
             generation: 0,
             workers: workers.max(1),
             busy: 0,
+            limit: None,
         }
+    }
+
+    /// A batch that takes longer than `limit` fails its calls with
+    /// [`WorkerError::TimedOut`] naming `module` (the worker's thread stays
+    /// busy; the calls do not wait for it).
+    pub fn with_limit(mut self, module: String, limit: Duration) -> Self {
+        self.limit = Some((module, limit));
+        self
     }
 
     /// Whether every worker has a batch.
@@ -349,14 +385,35 @@ impl<Q: Clone + Send + Unpin + 'static, R: Send + Unpin + 'static> Batcher<Q, R>
         let (queries, replies): (Vec<Q>, Vec<_>) =
             calls.into_iter().map(|c| (c.query, c.reply)).unzip();
         let worker = self.worker.clone();
+        let limit = self.limit.clone();
         let fut = async move {
-            let mut out = worker.send(Batch::new(queries.clone())).await;
-            if !matches!(out, Ok(Ok(_))) {
-                out = worker.send(Batch::new(queries)).await;
+            let send = |q: Vec<Q>| {
+                let req = worker.send(Batch::new(q));
+                match &limit {
+                    Some((_, d)) => req.timeout(*d),
+                    None => req,
+                }
+            };
+            let mut out = send(queries.clone()).await;
+            // A crash is tried once more (the worker was restarted); a
+            // module's own error or a time-out would only repeat.
+            let again = !matches!(
+                out,
+                Ok(Ok(_)) | Ok(Err(WorkerError::Module { .. })) | Err(MailboxError::Timeout)
+            );
+            if again {
+                out = send(queries).await;
             }
             let results = match out {
                 Ok(Ok(r)) => Ok(r),
                 Ok(Err(e)) => Err(e),
+                Err(MailboxError::Timeout) => {
+                    let (module, d) = limit.unwrap_or_default();
+                    Err(WorkerError::TimedOut {
+                        module,
+                        seconds: d.as_secs_f64(),
+                    })
+                }
                 Err(e) => Err(WorkerError::Unreachable(format!("worker unreachable: {e}"))),
             };
             match results {
@@ -493,5 +550,22 @@ impl Handler<Generate> for ProgramGenerator {
             GenerateSource::Given(p) => p.ok_or(GenerateError::NoProgram),
             GenerateSource::None => Err(GenerateError::NoAnnotation),
         }
+    }
+}
+
+/// The per-call time limit of a module batch: `VPD_MODULE_TIMEOUT_S`
+/// seconds (default 600), a bad value an error naming the variable.
+pub fn module_timeout() -> Result<Duration, String> {
+    match std::env::var("VPD_MODULE_TIMEOUT_S") {
+        Err(_) => Ok(Duration::from_secs(600)),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| {
+                format!("VPD_MODULE_TIMEOUT_S={v}: expected seconds above 0 and at most 86400")
+            }),
     }
 }

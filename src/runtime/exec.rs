@@ -443,6 +443,7 @@ fn start_actors(
         ModuleChoice::Version(r) => Some((r.clone(), label(r)?)),
         ModuleChoice::Oracle => None,
     };
+    let limit = super::actors::module_timeout().map_err(ExecError::System)?;
     let store = store.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
@@ -451,6 +452,7 @@ fn start_actors(
             let wait = Duration::from_millis(cfg.max_wait_ms);
             let vqa = vqa_spec.map(|(r, label)| {
                 let (st, s, l) = (store.clone(), stats.0.clone(), label.clone());
+                let name = label.clone();
                 let ready = ready.clone();
                 let w = SyncArbiter::start(cfg.workers.max(1), move || {
                     let net =
@@ -466,11 +468,13 @@ fn start_actors(
                     cfg.max_batch,
                     wait,
                     cfg.workers,
-                );
+                )
+                .with_limit(name, limit);
                 (b.start(), l)
             });
             let loc = loc_spec.map(|(r, label)| {
                 let (st, s, l) = (store.clone(), stats.1.clone(), label.clone());
+                let name = label.clone();
                 let ready = ready.clone();
                 let w = SyncArbiter::start(cfg.workers.max(1), move || {
                     let net =
@@ -486,7 +490,8 @@ fn start_actors(
                     cfg.max_batch,
                     wait,
                     cfg.workers,
-                );
+                )
+                .with_limit(name, limit);
                 (b.start(), l, loc_side)
             });
             let gst = store.clone();

@@ -11,4 +11,5 @@ pub mod exec;
 pub mod jobs;
 pub mod score;
 pub mod teacher_eval;
+pub mod threaded;
 pub mod trace_page;

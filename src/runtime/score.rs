@@ -33,6 +33,14 @@ pub enum EvalError {
     /// Execution.
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
+    /// A module's forward pass failed or gave NaN or inf.
+    #[error("{module}: {message}")]
+    Module {
+        /// The module version.
+        module: String,
+        /// What it said or gave.
+        message: String,
+    },
     /// A stored evaluation's details blob does not read.
     #[error("evaluation {evaluation} details: {message}")]
     CorruptDetails {
@@ -181,6 +189,9 @@ pub struct EvalReport {
     /// For a teacher end to end: questions whose answer is outside its
     /// answers (counted wrong); null for pipelines.
     pub outside_answers: Option<u64>,
+    /// The most frequent failure of a step (its message without the
+    /// program line) and how many examples it failed; null when none failed.
+    pub commonest_failure: Option<(String, u64)>,
     /// Taken from the store, not run again.
     pub reused: bool,
     /// Execution statistics (absent when reused).
@@ -255,8 +266,32 @@ fn tallies(outcomes: &[exec::ExampleOutcome]) -> (Tally, BTreeMap<String, Tally>
     (total, by)
 }
 
-fn report_of(e: Evaluation, d: &Details, reused: bool, exec: Option<ExecStats>) -> EvalReport {
+/// The most frequent of `errors` without their `line N: ` prefix, with its
+/// count (ties: the first in order).
+fn commonest<'a>(errors: impl Iterator<Item = &'a str>) -> Option<(String, u64)> {
+    let mut counts: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    for (i, e) in errors.enumerate() {
+        let msg = match e.split_once(": ") {
+            Some((head, rest)) if head.starts_with("line ") => rest,
+            _ => e,
+        };
+        counts.entry(msg.to_string()).or_insert((0, i)).0 += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)))
+        .map(|(m, (n, _))| (m, n))
+}
+
+fn report_of(
+    e: Evaluation,
+    d: &Details,
+    commonest_failure: Option<(String, u64)>,
+    reused: bool,
+    exec: Option<ExecStats>,
+) -> EvalReport {
     EvalReport {
+        commonest_failure,
         score: Score::of(e.total),
         by_type: e
             .by_type
@@ -285,7 +320,10 @@ pub(crate) fn stored(
     let Some(e) = store.find_evaluation(key)? else {
         return Ok(None);
     };
-    Ok(details(store, &e)?.map(|d| report_of(e, &d, true, None)))
+    Ok(details(store, &e)?.map(|d| {
+        let c = commonest(d.examples.iter().filter_map(|x| x["error"].as_str()));
+        report_of(e, &d, c, true, None)
+    }))
 }
 
 /// Records an evaluation with its details; `errors` are program errors,
@@ -322,7 +360,8 @@ pub(crate) fn record(
     })
     .expect("details serialise");
     let e = store.record_evaluation_with_details(key, t, by, None, Some(&bytes))?;
-    Ok(report_of(e, &d, false, Some(stats)))
+    let c = commonest(outcomes.iter().filter_map(|o| o.error.as_deref()));
+    Ok(report_of(e, &d, c, false, Some(stats)))
 }
 
 /// The stored details of an evaluation.

@@ -153,7 +153,10 @@ pub fn evaluate_teacher(
                 }
             }
         }
-        let (_, preds) = model.evaluate(&inputs);
+        let (_, preds) = model.evaluate(&inputs).map_err(|e| EvalError::Module {
+            module: r.to_string(),
+            message: e.to_string(),
+        })?;
         for ((k, p), e) in at.into_iter().zip(preds).zip(&inputs) {
             outcomes[k].predicted = answers.list.get(p as usize).cloned();
             outcomes[k].correct = p == e.label;

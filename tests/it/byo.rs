@@ -596,3 +596,101 @@ fn a_pretrained_minilm_student_is_imported_evaluated_distilled_and_versioned() {
         "{lineage:#}"
     );
 }
+
+/// A v1 VQA module that behaves on the import probe (blank images) and
+/// misbehaves on a real image: `hang` never returns, `raise` raises its own
+/// exception, `nan` answers NaN.
+const MISBEHAVING: &str = r#"
+import json, sys, torch
+pt, side, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+class Bad(torch.nn.Module):
+    def __init__(self, mode: str):
+        super().__init__()
+        self.out = torch.nn.Linear(3, 2)
+        self.mode = mode
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        logits = self.out(images.mean(dim=(2, 3)))
+        if bool(images.abs().sum() > 0):
+            if self.mode == "hang":
+                n = 0
+                while n >= 0:
+                    n = (n + 1) % 1000
+            if self.mode == "raise":
+                raise ValueError("my module refuses this image")
+            if self.mode == "nan":
+                logits = logits * float("nan")
+        return logits
+torch.jit.script(Bad(mode)).save(pt)
+json.dump({"kind": "vqa-student", "image_size": 16, "max_len": 4,
+           "vocabulary": ["color", "what"], "answers": ["red", "blue"]}, open(side, "w"))
+"#;
+
+/// Issue 37, items 5 and 6: a module that never returned hung the command
+/// forever, one that raised was "gave no answer distribution" (its message
+/// lost), one that answered NaN answered its last class. Each is now an
+/// error naming the module and the step: after `VPD_MODULE_TIMEOUT_S`, with
+/// the module's own message, "not a finite number"; in `program run` (the
+/// module on a thread of its own) and in `eval` (the actor runtime).
+#[test]
+fn a_module_that_never_returns_hangs_the_command_forever() {
+    let Some(python) = torch_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for mode in ["hang", "raise", "nan"] {
+        let (pt, side) = scripted(&python, p, mode, MISBEHAVING, &[mode.to_string()]);
+        let o = import(p, mode, &pt, &side);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::write(p.join("img.png"), crate::common::tiny_png()).unwrap();
+    std::fs::write(
+        p.join("p.txt"),
+        "ANSWER0=VQA(image=IMAGE,question='what color')\nFINAL=RESULT(var=ANSWER0)\n",
+    )
+    .unwrap();
+    for (mode, says) in [
+        ("hang", "hang@1 gave no answer within 2 s"),
+        ("raise", "my module refuses this image"),
+        ("nan", "not a finite number"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = crate::common::vpd()
+            .current_dir(p)
+            .env("VPD_MODULE_TIMEOUT_S", "2")
+            .args([
+                "--store",
+                "st",
+                "program",
+                "run",
+                "p.txt",
+                "--image",
+                "IMAGE=img.png",
+            ])
+            .args(["--modules", &format!("VQA={mode}@1")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{mode}: {err}");
+        assert!(
+            err.contains(says) && err.contains("ANSWER0"),
+            "{mode}: {err}"
+        );
+        assert!(t0.elapsed().as_secs() < 60, "{mode}: {:?}", t0.elapsed());
+        // Through the actor runtime: every example fails with the message.
+        let o = crate::common::vpd()
+            .current_dir(p)
+            .env("VPD_MODULE_TIMEOUT_S", "2")
+            .args([
+                "--store", "st", "eval", "--task", "gqa", "--n", "20", "--limit", "4",
+            ])
+            .args(["--modules", &format!("VQA={mode}@1"), "LOC=oracle"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            out.contains("most frequent failure") && out.contains(says) && out.contains("ANSWER0"),
+            "{mode}: {out} {err}"
+        );
+        assert!(t0.elapsed().as_secs() < 120, "{mode}: {:?}", t0.elapsed());
+    }
+}

@@ -122,17 +122,17 @@ fn a_checkpoint_written_on_one_device_loads_on_another() {
         bytes,
         "a reload writes the same bytes"
     );
-    let (pa, pb) = (a.predict(&ex), b.predict(&ex));
+    let (pa, pb) = (a.predict(&ex).unwrap(), b.predict(&ex).unwrap());
     assert_eq!(pa, pb);
     assert!(pa.iter().all(|p| p.len() == meta.answers.list.len()));
     // Another seed is another network (the comparison can fail).
     let c = Model::new(meta.clone(), DeviceChoice::Cpu, 8).unwrap();
-    assert_ne!(c.predict(&ex), pa);
+    assert_ne!(c.predict(&ex).unwrap(), pa);
     if !cuda_here() {
         return;
     }
     let g = Model::from_bytes(&bytes, DeviceChoice::Cuda(0)).unwrap();
-    let pg = g.predict(&ex);
+    let pg = g.predict(&ex).unwrap();
     for (x, y) in pa.iter().flatten().zip(pg.iter().flatten()) {
         assert!((x - y).abs() < 1e-4, "{x} vs {y}");
     }
@@ -140,5 +140,5 @@ fn a_checkpoint_written_on_one_device_loads_on_another() {
     let fresh = Model::new(meta, DeviceChoice::Cuda(0), 7).unwrap();
     assert_eq!(fresh.to_bytes().unwrap(), bytes);
     let back = Model::from_bytes(&g.to_bytes().unwrap(), DeviceChoice::Cpu).unwrap();
-    assert_eq!(back.predict(&ex), pa);
+    assert_eq!(back.predict(&ex).unwrap(), pa);
 }

@@ -837,7 +837,10 @@ fn anchors_keep_the_student_close_to_its_parent_on_them() {
             &|_, _, _| {},
         )
         .unwrap();
-        let (p, q) = (parent.predict(&anchor), s.predict(&anchor));
+        let (p, q) = (
+            parent.predict(&anchor).unwrap(),
+            s.predict(&anchor).unwrap(),
+        );
         // Mean KL(parent || student) on the anchors.
         p.iter()
             .zip(&q)

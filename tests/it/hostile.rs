@@ -628,3 +628,57 @@ fn a_non_utf8_nlvr2_line_names_no_line_number() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("line 2: not UTF-8"), "{err}");
 }
+
+/// Issue 37, item 5: `--set distill.temperature=nan`, `lr=inf`,
+/// `replay=nan` or `lr=1e308` passed the "must be positive" checks; the run
+/// kept epoch 0, stored a copy of its parent and the gate moved the alias
+/// onto it. NaN and inf are refused wherever they are, naming the key; a
+/// float outside its range too.
+#[test]
+fn non_finite_numbers_pass_silently() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for (set, why) in [
+        (
+            "distill.temperature=nan",
+            "`distill.temperature` is not a finite number",
+        ),
+        ("distill.lr=inf", "`distill.lr` is not a finite number"),
+        (
+            "distill.replay=nan",
+            "`distill.replay` is not a finite number",
+        ),
+        (
+            "distill.lr=1e308",
+            "`distill.lr` = 1e308: must be above 0 and at most 1",
+        ),
+        (
+            "gate.max_drop=-inf",
+            "`gate.max_drop` is not a finite number",
+        ),
+        (
+            "distill.replay=-1",
+            "`distill.replay` = -1.0: must be at least 0",
+        ),
+    ] {
+        let (code, _, err) = run(p, &["--store", "st", "run", "--set", set]);
+        assert_eq!(code, Some(2), "{set}: {err}");
+        assert!(err.contains(why), "{set}: {err}");
+    }
+    std::fs::write(p.join("nan.toml"), "[distill]\nconfidence = nan\n").unwrap();
+    let (code, _, err) = run(p, &["--store", "st", "run", "nan.toml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`distill.confidence` is not a finite number"),
+        "{err}"
+    );
+    std::fs::write(
+        p.join("sweep.toml"),
+        "[sweep]\n\"distill.lr\" = [0.001, inf]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(p, &["--store", "st", "run", "sweep.toml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a finite number"), "{err}");
+    assert!(!p.join("st").exists(), "nothing ran");
+}

@@ -77,7 +77,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
         "loss falls: {:?}",
         r.train_loss
     );
-    let (acc, _) = m.evaluate(&strip(&test));
+    let (acc, _) = m.evaluate(&strip(&test)).unwrap();
     let chance = majority(&test);
     eprintln!(
         "vqa student on tiny generic data: {:.1}% (majority {:.1}%, n={})",
@@ -102,7 +102,7 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
     let back = Model::from_bytes(&store.blobs().get(&v.blob).unwrap(), DeviceChoice::Cpu).unwrap();
     assert_eq!(back.meta, m.meta);
     let sample = strip(&test[..50]);
-    assert_eq!(back.predict(&sample), m.predict(&sample));
+    assert_eq!(back.predict(&sample).unwrap(), m.predict(&sample).unwrap());
     // The trained VQA plugs into the interpreter.
     store.set_alias("vqa", "base", v.id, None).unwrap();
     let img = dir.join("images/test/g000000.png");
@@ -149,7 +149,10 @@ fn the_vqa_student_learns_the_generic_corpus_and_round_trips_through_the_store()
         text: "What zorgle is the circle?".into(),
         ..sample[0].clone()
     };
-    assert_eq!(back.predict(&[odd])[0].len(), back.meta.answers.list.len());
+    assert_eq!(
+        back.predict(&[odd]).unwrap()[0].len(),
+        back.meta.answers.list.len()
+    );
 }
 
 #[test]
@@ -425,7 +428,7 @@ fn the_teacher_networks_learn_tiny_data_in_their_formats() {
             "{kind}: loss falls: {:?}",
             r.train_loss
         );
-        let (acc, _) = m.evaluate(&test);
+        let (acc, _) = m.evaluate(&test).unwrap();
         let ones = test.iter().filter(|e| e.label == test[0].label).count() as f64;
         let chance = (ones / test.len() as f64).max(1.0 - ones / test.len() as f64);
         eprintln!(
@@ -439,7 +442,10 @@ fn the_teacher_networks_learn_tiny_data_in_their_formats() {
             "{kind}: accuracy {acc} vs chance {chance}"
         );
         let back = Model::from_bytes(&m.to_bytes().unwrap(), DeviceChoice::Cpu).unwrap();
-        assert_eq!(back.predict(&test[..20]), m.predict(&test[..20]));
+        assert_eq!(
+            back.predict(&test[..20]).unwrap(),
+            m.predict(&test[..20]).unwrap()
+        );
     }
 }
 

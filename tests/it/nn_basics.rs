@@ -238,12 +238,15 @@ fn a_users_torchscript_student_imports_answers_and_trains() {
         "{:?}",
         rep.train_loss
     );
-    let (acc, _) = m.evaluate(&data);
+    let (acc, _) = m.evaluate(&data).unwrap();
     assert_eq!(acc, 1.0);
     let again =
         visprog_distiller::nn::model::Model::from_bytes(&m.to_bytes().unwrap(), DeviceChoice::Cpu)
             .unwrap();
-    assert_eq!(again.predict(&data[..4]), m.predict(&data[..4]));
+    assert_eq!(
+        again.predict(&data[..4]).unwrap(),
+        m.predict(&data[..4]).unwrap()
+    );
 }
 
 /// Issue 18: a teacher whose input size is not 64 crashed in tch's `view`
