@@ -174,8 +174,14 @@ fn show_run(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
         .into_iter()
         .filter(|e| e.run == Some(run.id))
         .collect();
+    // Labels as this store numbers the versions (a merged run's report
+    // names its own store's numbers).
     let report: Option<serde_json::Value> = match &run.report {
-        Some(h) => Some(serde_json::from_slice(&store.blobs().get(h)?)?),
+        Some(h) => Some(visprog_distiller::report::relabelled(
+            &store,
+            run.id,
+            serde_json::from_slice(&store.blobs().get(h)?)?,
+        )?),
         None => None,
     };
     let recipes = recipes_of(&store, report.as_ref())?;

@@ -121,6 +121,11 @@ pub struct RunReport {
     /// The versions used and made (`vqa` the new one, `vqa_parent`,
     /// `loc`, the teachers) as MODULE@NUMBER.
     pub versions: BTreeMap<String, String>,
+    /// The same versions by id: numbers are a store's own (a merge gives
+    /// another store's versions new ones), ids are not. Absent in runs
+    /// recorded before vpd kept them.
+    #[serde(default)]
+    pub version_ids: BTreeMap<String, uuid::Uuid>,
     /// The VQA training.
     pub training: Option<DistillReport>,
     /// The LOC training.

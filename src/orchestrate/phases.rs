@@ -642,18 +642,20 @@ fn report(
     moved: Vec<String>,
     seconds: BTreeMap<String, f64>,
 ) -> RunReport {
-    let mut versions = BTreeMap::from([
-        ("vqa_parent".to_string(), label(&m.vqa)),
-        ("loc_parent".to_string(), label(&m.loc)),
-        ("vqa".to_string(), label(&m.vqa)),
-        ("loc".to_string(), label(&m.loc)),
+    let mut by_role = BTreeMap::from([
+        ("vqa_parent".to_string(), &m.vqa),
+        ("loc_parent".to_string(), &m.loc),
+        ("vqa".to_string(), &m.vqa),
+        ("loc".to_string(), &m.loc),
     ]);
     for (t, v) in &m.teachers {
-        versions.insert(format!("{t}-teacher"), label(v));
+        by_role.insert(format!("{t}-teacher"), v);
     }
     for (slot, v) in &out.candidates {
-        versions.insert(slot.module().to_string(), label(v));
+        by_role.insert(slot.module().to_string(), v);
     }
+    let versions = by_role.iter().map(|(k, v)| (k.clone(), label(v))).collect();
+    let version_ids = by_role.iter().map(|(k, v)| (k.clone(), v.id)).collect();
     let (pseudo_labels, training) = out.vqa.map_or((None, None), |(p, t)| (Some(p), Some(t)));
     let (loc_pseudo, loc_training) = out.loc.map_or((None, None), |(p, t)| (Some(p), Some(t)));
     RunReport {
@@ -671,6 +673,7 @@ fn report(
         gates,
         aliases_moved: moved,
         versions,
+        version_ids,
         training,
         loc_training,
         pretrained: m.made.clone(),

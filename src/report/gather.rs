@@ -147,12 +147,15 @@ pub fn gather(store: &Store, target: &Target) -> Result<ReportData, ReportError>
         let report = match (&r.report, r.effective_status()) {
             (Some(h), RunStatus::Finished) => {
                 let bytes = store.blobs().get(h)?;
-                Some(serde_json::from_slice::<RunReport>(&bytes).map_err(|e| {
+                let refused = |e: serde_json::Error| {
                     ReportError::Refused(format!(
                         "run {}: its stored report (blob {h}) does not read: {e}",
                         r.id
                     ))
-                })?)
+                };
+                let v = serde_json::from_slice(&bytes).map_err(refused)?;
+                let v = relabelled(store, r.id, v)?;
+                Some(serde_json::from_value::<RunReport>(v).map_err(refused)?)
             }
             _ => None,
         };
@@ -331,4 +334,69 @@ fn versions_of(
     }
     evals.sort_by(|a, b| (&a.task, &a.split, &a.at).cmp(&(&b.task, &b.split, &b.at)));
     Ok((out, evals))
+}
+
+/// A run's stored report (as JSON) with every MODULE@NUMBER it names as
+/// the version is numbered in `store` now: a run merged from another store
+/// names that store's numbers, and its versions have new ones here. The
+/// versions are found by the ids the report keeps (`version_ids`), or, in
+/// a report recorded before vpd kept them, the versions the run made.
+pub fn relabelled(
+    store: &Store,
+    run: Uuid,
+    mut report: serde_json::Value,
+) -> Result<serde_json::Value, ReportError> {
+    let mut ids: BTreeMap<String, Uuid> =
+        serde_json::from_value(report["version_ids"].clone()).unwrap_or_default();
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(report["versions"].clone()).unwrap_or_default();
+    if ids.is_empty() {
+        for v in store
+            .versions(None)?
+            .into_iter()
+            .filter(|v| v.run == Some(run))
+        {
+            ids.insert(v.module.clone(), v.id);
+        }
+    }
+    let mut map: HashMap<String, String> = HashMap::new();
+    for (role, old) in &labels {
+        let Some(id) = ids.get(role) else { continue };
+        if let Some(v) = store.version_by_id(*id)? {
+            map.insert(old.clone(), format!("{}@{}", v.module, v.number));
+        }
+    }
+    if map.iter().any(|(a, b)| a != b) {
+        relabel(&mut report, &map);
+    }
+    Ok(report)
+}
+
+/// Replaces every MODULE@NUMBER token of every string in `v` by its entry
+/// in `map`, all at once (so that `vqa@2 -> vqa@3` and `vqa@3 -> vqa@4`
+/// do not chain).
+fn relabel(v: &mut serde_json::Value, map: &HashMap<String, String>) {
+    match v {
+        serde_json::Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            let mut token = String::new();
+            let flush = |token: &mut String, out: &mut String| {
+                out.push_str(map.get(token.as_str()).unwrap_or(token));
+                token.clear();
+            };
+            for c in s.chars() {
+                if c.is_alphanumeric() || "@_-".contains(c) {
+                    token.push(c);
+                } else {
+                    flush(&mut token, &mut out);
+                    out.push(c);
+                }
+            }
+            flush(&mut token, &mut out);
+            *s = out;
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| relabel(x, map)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| relabel(x, map)),
+        _ => {}
+    }
 }

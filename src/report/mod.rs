@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 
-pub use gather::{gather, resolve, EvalRow, ReportData, VersionInfo};
+pub use gather::{gather, relabelled, resolve, EvalRow, ReportData, VersionInfo};
 pub use html::{render, Page, Plots};
 
 /// Why a report could not be made.

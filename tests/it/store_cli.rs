@@ -607,3 +607,58 @@ fn bench_store_reports_every_figure_against_its_baseline() {
     assert_eq!(blobs, 2 * 1_000_000 + 50 * 256);
     assert!(v["store_bytes_on_disk"].as_u64().unwrap() >= blobs);
 }
+
+/// Issue 37, item 7: a run merged from another store showed that store's
+/// version numbers ("vqa@2 from vqa@1", the alias moved to @2) where its
+/// own versions are @3 and @2 here. `show` (and `report`) resolve the
+/// report's versions by id.
+#[test]
+fn provenance_after_store_merge_is_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let away = tempfile::tempdir().unwrap();
+    chain(home.path(), "vqa", 1);
+    chain(away.path(), "vqa", 2);
+    let a = Store::open(away.path().join("store")).unwrap();
+    let run = a.start_run(Default::default()).unwrap();
+    let v1 = a.resolve(&"vqa@1".parse().unwrap()).unwrap();
+    let v2 = a.resolve(&"vqa@2".parse().unwrap()).unwrap();
+    let report = serde_json::json!({
+        "versions": {"vqa_parent": "vqa@1", "vqa": "vqa@2"},
+        "version_ids": {"vqa_parent": v1.id, "vqa": v2.id},
+        "aliases_moved": ["vqa@2"],
+        "pretrained": [],
+    });
+    a.finish_run_with_report(
+        run.id,
+        visprog_distiller::store::RunStatus::Finished,
+        report.to_string().as_bytes(),
+    )
+    .unwrap();
+    drop(a);
+    let other = away.path().join("store");
+    json(
+        home.path(),
+        &["store", "merge", other.to_str().unwrap(), "--json"],
+    );
+    let shown = json(home.path(), &["show", &run.id.to_string(), "--json"]);
+    assert_eq!(shown["report"]["versions"]["vqa"], "vqa@3", "{shown:#}");
+    assert_eq!(shown["report"]["versions"]["vqa_parent"], "vqa@2");
+    assert_eq!(shown["report"]["aliases_moved"][0], "vqa@3");
+    let recipes: Vec<&str> = shown["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert!(
+        recipes.contains(&"vqa@3") && recipes.contains(&"vqa@2"),
+        "{recipes:?}"
+    );
+    assert!(
+        !recipes.contains(&"vqa@1"),
+        "home's own vqa@1 is not this run's: {recipes:?}"
+    );
+    // In the store it came from, the same numbers as before.
+    let there = json(away.path(), &["show", &run.id.to_string(), "--json"]);
+    assert_eq!(there["report"]["versions"]["vqa"], "vqa@2");
+}
