@@ -47,7 +47,16 @@ pub fn data_dir(store: &Store, cfg: SynthConfig) -> Result<PathBuf, DataError> {
         cfg.size,
         synth::GENERATOR_VERSION
     );
-    let dir = store.root().join("data").join(name);
+    let dir = store.root().join("data").join(&name);
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    // One process writes it; another that needs it meanwhile waits.
+    let _lease = store
+        .lease(&format!("data-{name}"), || {
+            tracing::info!("{name}: another process is writing it; waiting for it")
+        })
+        .map_err(|e| DataError::Missing(e.to_string()))?;
     if dir.join(".complete").exists() {
         return Ok(dir);
     }

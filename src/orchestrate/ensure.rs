@@ -66,11 +66,17 @@ impl Ensure<'_> {
             }
             return Ok(v);
         }
+        // One run makes a missing version; another that needs it meanwhile
+        // waits for it and takes it from the store.
+        let _lease = lease(self.store, vr, self.progress)?;
+        if self.store.resolve(vr).is_ok() {
+            return self.ensure(vr, made, from);
+        }
         let real = |t: Task| self.sources.get(&t.to_string()).filter(|s| s.is_real());
         if matches!(vr.module.as_str(), "vqa" | "loc") && !self.synthetic_students {
             return Err(RunError::RealData(format!(
                 "the store has no {vr}, and this run distils on real data: vpd pre-trains students only on its synthetic generic corpus. \
-                 Import your own (`vpd versions import`), pre-train one (`vpd pretrain students`), or set `data.allow_synthetic = true`"
+                 Import your own (`vpd store import`), pre-train one (`vpd pretrain students`), or set `data.allow_synthetic = true`"
             )));
         }
         let task = match vr.module.as_str() {
@@ -299,6 +305,7 @@ fn ensure(
         }
         "nlvr2-teacher" => {
             let init = if let (true, Some(gqa)) = (p.nlvr2_from_gqa, &exp.teachers.gqa) {
+                let _lease = lease(store, gqa, progress)?;
                 let g = ensure(store, exp, gqa, made, progress)?;
                 progress.phase(&what, None);
                 Some(label(&g))
@@ -316,4 +323,20 @@ fn ensure(
     };
     made.push(label(&v));
     Ok(v)
+}
+
+/// Holds the store's lease on making `vr` until dropped: two runs that
+/// both miss a version make it once, the second waiting for the first.
+fn lease(
+    store: &Store,
+    vr: &VersionRef,
+    progress: &dyn Progress,
+) -> Result<crate::store::Lease, RunError> {
+    Ok(store.lease(&format!("{}@{}", vr.module, vr.reference), || {
+        progress.phase(
+            &format!("waiting for another run that is making {vr}"),
+            None,
+        );
+        tracing::info!("{vr}: another run is making it; waiting for it");
+    })?)
 }

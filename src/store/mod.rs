@@ -181,6 +181,13 @@ pub enum StoreError {
     },
 }
 
+/// An exclusive lease on making one thing in a store (a version that a run
+/// pre-trains, a synthetic data set): an advisory lock on
+/// `leases/NAME.lock` in the store folder, held until dropped. The lock goes
+/// with the process that holds it, also when it is killed.
+#[derive(Debug)]
+pub struct Lease(#[allow(dead_code)] std::fs::File);
+
 /// A handle on a store folder. Cheap: it holds no lock until an operation
 /// runs.
 #[derive(Debug, Clone)]
@@ -243,6 +250,30 @@ impl Store {
     /// The store folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Takes the lease on making `name` (a file name), waiting while
+    /// another process holds it; `on_wait` is called once before waiting.
+    pub fn lease(&self, name: &str, on_wait: impl FnOnce()) -> Result<Lease, StoreError> {
+        use fs2::FileExt;
+        let dir = self.root.join("leases");
+        let path = dir.join(format!("{name}.lock"));
+        let io = |source: std::io::Error| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        if f.try_lock_exclusive().is_err() {
+            on_wait();
+            f.lock_exclusive().map_err(io)?;
+        }
+        Ok(Lease(f))
     }
 
     fn db_path(&self) -> PathBuf {

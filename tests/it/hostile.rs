@@ -776,3 +776,52 @@ fn decoded_images_are_not_bounded() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("VPD_MAX_IMAGE_PIXELS=many"), "{err}");
 }
+
+/// Issue 37, item 8: two runs on one store both pre-trained the missing
+/// teacher (@1 and @2) and the `teacher` alias moved while the other run
+/// used @1. Now one makes each missing version under the store's lease on
+/// it and the other waits and takes it from the store.
+#[test]
+fn two_runs_on_one_store_duplicate_work_and_move_an_alias_under_each_other() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let exp = crate::common::tiny_experiment(p, "tiny.toml", "");
+    let start = || {
+        crate::common::vpd()
+            .current_dir(p)
+            .args(["--store", "st", "run", exp.to_str().unwrap(), "-q"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    for c in [a, b] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for module in ["gqa-teacher", "vqa", "loc"] {
+        let made: Vec<serde_json::Value> =
+            crate::common::vpd_json(p, &["--store", "st", "versions", module, "--json"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| v["run"].is_null())
+                .cloned()
+                .collect();
+        assert_eq!(made.len(), 1, "{module} pre-trained once: {made:#?}");
+    }
+    let runs = crate::common::vpd_json(p, &["--store", "st", "runs", "--json"]);
+    let teachers: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap();
+            let shown = crate::common::vpd_json(p, &["--store", "st", "show", id, "--json"]);
+            shown["report"]["versions"]["gqa-teacher"].to_string()
+        })
+        .collect();
+    assert_eq!(teachers.len(), 2);
+    assert_eq!(teachers[0], teachers[1], "both runs used one teacher");
+}
