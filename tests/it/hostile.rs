@@ -825,3 +825,93 @@ fn two_runs_on_one_store_duplicate_work_and_move_an_alias_under_each_other() {
     assert_eq!(teachers.len(), 2);
     assert_eq!(teachers[0], teachers[1], "both runs used one teacher");
 }
+
+/// Issue 37, item 11: a corrupt `state.json` of a finished trial showed it
+/// "interrupted" (and it would run again); a `sweep.json` whose trial list
+/// disagrees with its config invented or dropped trials silently. The
+/// trial's own store decides whether it finished; corrupt state is an
+/// error naming the file; a disagreeing list is an error naming
+/// `sweep.json`. (A sweep folder as `vpd run --backend slurm` writes it,
+/// with no submission, so that no cluster is needed; the trial runs as its
+/// array task would.)
+#[test]
+fn sweep_state_is_misread() {
+    use visprog_distiller::experiment::{sweep, Experiment};
+    use visprog_distiller::orchestrate::slurm;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let file = crate::common::tiny_experiment(p, "sweep.toml", "[sweep]\nseed = [0, 1]\n");
+    let exp = Experiment::load(&file).unwrap();
+    let store = visprog_distiller::store::Store::open(p.join("st")).unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let dir = slurm::sweep_dir(&store, &id);
+    std::fs::create_dir_all(dir.join("trials/0")).unwrap();
+    std::fs::create_dir_all(dir.join("trials/1")).unwrap();
+    let m = slurm::Manifest {
+        sweep_id: id.clone(),
+        experiment: exp.name.clone(),
+        config: serde_json::to_value(&exp).unwrap(),
+        store: store.root().canonicalize().unwrap(),
+        trials: exp
+            .trials()
+            .unwrap()
+            .iter()
+            .map(|(v, _)| sweep::values_of(v))
+            .collect(),
+        submissions: vec![],
+    };
+    let manifest = dir.join("sweep.json");
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (code, _, err) = run(
+        p,
+        &[
+            "--store",
+            "st",
+            "sweep",
+            "trial",
+            dir.to_str().unwrap(),
+            "--index",
+            "0",
+            "--seed-store",
+            "st",
+            "-q",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let status = |p: &Path| run(p, &["--store", "st", "sweep", "status", &id, "--json"]);
+    let (code, out, err) = status(p);
+    assert_eq!(code, Some(0), "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["trials"][0]["state"], "finished", "{s:#}");
+    // Its state file broken: the trial's own store still says finished.
+    std::fs::write(dir.join("trials/0/state.json"), "{\"state\": \"runn").unwrap();
+    let (code, out, err) = status(p);
+    assert_eq!(code, Some(0), "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["trials"][0]["state"], "finished", "{s:#}");
+    // A broken state file with no finished run behind it is an error.
+    std::fs::write(dir.join("trials/1/state.json"), "not json").unwrap();
+    let (code, _, err) = status(p);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("trials/1/state.json") && err.contains("does not read"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("trials/1/state.json")).unwrap();
+    // A trial list that disagrees with the config.
+    let mut edited = m.clone();
+    edited.trials.pop();
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let (code, _, err) = status(p);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("sweep.json") && err.contains("lists 1 trials but its experiment makes 2"),
+        "{err}"
+    );
+    let mut edited = m.clone();
+    edited.trials[1].insert("seed".into(), serde_json::json!(7));
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let (code, _, err) = status(p);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("trial 1 is listed as"), "{err}");
+}

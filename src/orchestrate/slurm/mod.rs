@@ -306,21 +306,82 @@ fn log_path(dir: &Path, i: usize) -> PathBuf {
     dir.join("logs").join(format!("trial-{i}.log"))
 }
 
-fn read_state(dir: &Path, i: usize) -> Option<TrialState> {
-    let bytes = std::fs::read(trial_dir(dir, i).join("state.json")).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// What trial `i` wrote last: none when it wrote nothing; a file that is
+/// there and does not read is an error naming it (it is never taken for
+/// "interrupted", which would run a finished trial again).
+fn read_state(dir: &Path, i: usize) -> Result<Option<TrialState>, SlurmError> {
+    let path = trial_dir(dir, i).join("state.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| SlurmError::Manifest {
+            path,
+            detail: format!(
+                "trial {i}'s state does not read ({e}); remove it to have the trial's own store decide whether it finished"
+            ),
+        })
 }
 
-/// The trials of the manifest's experiment.
+/// The run of sweep `id` that trial `i`'s own store holds as finished, if
+/// any: the authority on whether the trial finished, whatever its
+/// `state.json` says.
+fn finished_in_trial_store(
+    dir: &Path,
+    i: usize,
+    id: Uuid,
+    trial: &(crate::experiment::SweptValues, Experiment),
+) -> Option<String> {
+    let path = trial_dir(dir, i).join("store");
+    if !path.join("db").join("conf").exists() {
+        return None;
+    }
+    let t = Store::open_existing(&path).ok()?;
+    // By the trial's configuration: the seed store may hold other trials'
+    // runs of the sweep (collected before).
+    sweep::finished_trials(&t, id, std::slice::from_ref(trial))
+        .ok()?
+        .pop()
+        .flatten()
+        .map(|t| t.run_id)
+}
+
+/// The trials of the manifest's experiment; a trial list in `sweep.json`
+/// that disagrees with them (edited, or written by another vpd) is an
+/// error naming the file, never trials invented or dropped.
 fn trials_of(
     m: &Manifest,
 ) -> Result<Vec<(crate::experiment::SweptValues, Experiment)>, SlurmError> {
-    let exp: Experiment =
-        serde_json::from_value(m.config.clone()).map_err(|e| SlurmError::Manifest {
-            path: PathBuf::from("sweep.json"),
-            detail: format!("its experiment does not read: {e}"),
-        })?;
-    Ok(exp.trials().map_err(RunError::from)?)
+    let bad = |detail: String| SlurmError::Manifest {
+        path: PathBuf::from(&m.store)
+            .join("sweeps")
+            .join(&m.sweep_id)
+            .join("sweep.json"),
+        detail,
+    };
+    let exp: Experiment = serde_json::from_value(m.config.clone())
+        .map_err(|e| bad(format!("its experiment does not read: {e}")))?;
+    let trials = exp.trials().map_err(RunError::from)?;
+    if trials.len() != m.trials.len() {
+        return Err(bad(format!(
+            "it lists {} trials but its experiment makes {}",
+            m.trials.len(),
+            trials.len()
+        )));
+    }
+    for (i, ((v, _), listed)) in trials.iter().zip(&m.trials).enumerate() {
+        if &crate::experiment::sweep::values_of(v) != listed {
+            return Err(bad(format!(
+                "trial {i} is listed as {} but its experiment makes {}",
+                serde_json::to_string(listed).unwrap_or_default(),
+                serde_json::to_string(&crate::experiment::sweep::values_of(v)).unwrap_or_default()
+            )));
+        }
+    }
+    Ok(trials)
 }
 
 /// Finds a submitted sweep by its id or a unique prefix of it.

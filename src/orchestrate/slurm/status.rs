@@ -71,6 +71,8 @@ pub(super) fn rows(
     } else {
         queue(&jobs)?
     };
+    let trials = trials_of(m)?;
+    let id = parse_id(m)?;
     let mut out = Vec::new();
     for (i, values) in m.trials.iter().enumerate() {
         let latest = m.submissions.iter().rev().find(|s| s.tasks.contains(&i));
@@ -92,7 +94,17 @@ pub(super) fn rows(
             out.push(row);
             continue;
         }
-        let written = read_state(dir, i);
+        // The trial's own store decides whether it finished.
+        if let Some(run) = trials
+            .get(i)
+            .and_then(|t| finished_in_trial_store(dir, i, id, t))
+        {
+            row.state = TrialStatus::Finished;
+            row.run_id = Some(run);
+            out.push(row);
+            continue;
+        }
+        let written = read_state(dir, i)?;
         if let Some(w) = &written {
             row.run_id = w.run_id.clone();
             row.error = w.error.clone();
