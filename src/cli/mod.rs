@@ -17,6 +17,8 @@ mod eval;
 mod measure;
 mod pretrain;
 mod program;
+#[cfg(test)]
+mod quoted;
 mod render;
 mod report;
 mod run;
