@@ -271,12 +271,12 @@ fn for_each_entry<T: serde::de::DeserializeOwned>(
             return;
         }
         seen.insert(id.clone());
-        match serde_json::from_str::<T>(raw.get()) {
+        match super::record::<T>(raw.get()) {
             Ok(v) => f(id, v),
-            Err(e) => issues.push(Issue {
+            Err((message, _)) => issues.push(Issue {
                 file: file.clone(),
                 at: format!("{what} {id}"),
-                message: strip_position(&e),
+                message,
             }),
         }
     })

@@ -43,6 +43,25 @@ impl std::fmt::Display for Issue {
     }
 }
 
+/// Decodes one JSON record as a `T`; the error's message names the field
+/// by its path (`` `types.detailed`: invalid type: integer `3`, expected a
+/// string ``), without serde's position (callers name the record), and
+/// the column where it is known.
+pub fn record<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, usize)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        let msg = gqa::strip_position(inner);
+        let msg = if path == "." || path.is_empty() {
+            msg
+        } else {
+            format!("`{path}`: {msg}")
+        };
+        (msg, inner.column())
+    })
+}
+
 /// Whether `s` is a plain file name: what a data file's ids (a GQA
 /// `imageId`, an NLVR2 identifier) and a split's name are, so that nothing
 /// they become resolves outside the dataset's root. Not empty, not `.` or

@@ -100,7 +100,7 @@ pub fn load(path: &Path) -> Result<(Vec<Example>, Vec<Issue>), DataError> {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Example>(&line) {
+        match super::record::<Example>(&line) {
             Ok(e) if e.pair_prefix().is_some_and(|p| !super::is_name(p)) => issues.push(Issue {
                 file: file.clone(),
                 at: format!("line {}", i + 1),
@@ -129,10 +129,10 @@ pub fn load(path: &Path) -> Result<(Vec<Example>, Vec<Issue>), DataError> {
                     e.identifier
                 ),
             }),
-            Err(e) => issues.push(Issue {
+            Err((message, column)) => issues.push(Issue {
                 file: file.clone(),
-                at: format!("line {} column {}", i + 1, e.column()),
-                message: super::gqa::strip_position(&e),
+                at: format!("line {} column {column}", i + 1),
+                message,
             }),
         }
     }

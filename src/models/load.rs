@@ -12,8 +12,18 @@ use super::ModelError;
 use crate::vocab::ModelKind;
 
 /// A user's TorchScript sidecar, parsed.
+/// An error names the field (`` sidecar `image_size`: invalid type ... ``).
 pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, ModelError> {
-    serde_json::from_slice(bytes).map_err(|e| NnError::Checkpoint(format!("sidecar: {e}")).into())
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            String::new()
+        } else {
+            format!(" `{path}`")
+        };
+        NnError::Checkpoint(format!("sidecar{field}: {}", e.inner())).into()
+    })
 }
 
 /// A sidecar file as the store keeps it: parsed, its `tokenizer` file (a

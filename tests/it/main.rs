@@ -9,6 +9,7 @@ mod device;
 mod distill;
 mod doctor;
 mod domain_gap;
+mod fuzz_records;
 mod gqa_semantics;
 mod hostile;
 mod llm;
