@@ -119,7 +119,7 @@ pub fn run(
         let c = per(t);
         let t = Instant::now();
         for _ in 0..programs {
-            let o = viper::run_program(&checked, inputs.clone(), &mut Instant0, &limits);
+            let o = viper::run_program(&checked, inputs.clone(), &mut Instant0, &limits, None);
             o.result.map_err(|e| e.to_string())?;
             calls = o.calls.len();
         }
@@ -131,7 +131,7 @@ pub fn run(
                     ns: 0,
                 };
                 for _ in 0..programs {
-                    let o = viper::run_program(&checked, inputs.clone(), &mut timed, &limits);
+                    let o = viper::run_program(&checked, inputs.clone(), &mut timed, &limits, None);
                     o.result.map_err(|e| e.to_string())?;
                 }
                 Some(timed.ns as f64 / 1e3 / programs as f64)

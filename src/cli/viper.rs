@@ -130,6 +130,12 @@ pub fn run(
     }
     let text = read(file)?;
     let limits = Limits::from_env()?;
+    // `llm_query`'s endpoint: none when VPD_LLM_BASE_URL is not set (the
+    // call is then an error naming it); bad settings are an error now.
+    let llm = match std::env::var("VPD_LLM_BASE_URL") {
+        Ok(v) if !v.is_empty() => Some(visprog_distiller::program::llm::LlmConfig::from_env()?),
+        _ => None,
+    };
     let mut paths = BTreeMap::new();
     for i in images {
         let (k, p) = i
@@ -157,7 +163,8 @@ pub fn run(
                     vqa: Box::new(Missing("VQA")),
                 })
             });
-        let outcome = viper::run_program(&checked, inputs.clone(), perception.as_mut(), &limits);
+        let outcome =
+            viper::run_program(&checked, inputs.clone(), perception.as_mut(), &limits, llm);
         Ok(Ok((outcome, inputs)))
     })
     .map_err(anyhow::Error::msg)??;
@@ -195,18 +202,15 @@ pub fn run(
             let pointer = c.pointer.as_ref().map_or(String::new(), |p| {
                 format!(" (patch of find({:?}))", p.object)
             });
+            let on = match (&c.source, c.rect) {
+                (Some(s), Some(r)) => {
+                    format!(" on {s} [{:.0}, {:.0}, {:.0}, {:.0}]", r.x, r.y, r.w, r.h)
+                }
+                _ => String::new(),
+            };
             println!(
-                "{} {} {:?} on {} [{:.0}, {:.0}, {:.0}, {:.0}]{pointer} -> {} ({})",
-                c.slot,
-                c.method,
-                c.text,
-                c.source,
-                c.rect.x,
-                c.rect.y,
-                c.rect.w,
-                c.rect.h,
-                c.answer,
-                c.module
+                "{} {} {:?}{on}{pointer} -> {} ({})",
+                c.slot, c.method, c.text, c.answer, c.module
             );
         }
         if let Ok(v) = &outcome.result {
@@ -235,16 +239,17 @@ fn trace_html(
     };
     let mut rows = String::new();
     for c in calls {
-        let img = inputs.get(&c.source).map(|i| {
+        let on = c.source.as_ref().and_then(|s| inputs.get(s)).zip(c.rect);
+        let img = on.map(|(i, rect)| {
             let (w, h) = (i.pixels.width() as f64, i.pixels.height() as f64);
-            let x = c.rect.x.clamp(0.0, (w - 1.0).max(0.0));
-            let y = c.rect.y.clamp(0.0, (h - 1.0).max(0.0));
+            let x = rect.x.clamp(0.0, (w - 1.0).max(0.0));
+            let y = rect.y.clamp(0.0, (h - 1.0).max(0.0));
             let crop = image::imageops::crop_imm(
                 i.pixels.as_ref(),
                 x as u32,
                 y as u32,
-                c.rect.w.min(w - x).max(1.0) as u32,
-                c.rect.h.min(h - y).max(1.0) as u32,
+                rect.w.min(w - x).max(1.0) as u32,
+                rect.h.min(h - y).max(1.0) as u32,
             )
             .to_image();
             let mut png = Vec::new();

@@ -235,7 +235,8 @@ impl Experiment {
             ("distill.self_distill", d.self_distill, 0.0, 100.0, false),
             ("distill.loc_candidates", d.loc_candidates, 0.0, 1.0, false),
             ("distill.loc_accept", d.loc_accept, 0.0, 1.0, false),
-            ("gate.max_drop", self.gate.max_drop, 0.0, 100.0, false),
+            // Negative: the version must gain that much.
+            ("gate.max_drop", self.gate.max_drop, -100.0, 100.0, false),
         ] {
             let inside = if open_lo { v > lo } else { v >= lo } && v <= hi;
             if !inside {

@@ -232,6 +232,59 @@ pub fn extract(completion: &str) -> String {
 
 /// Asks for one program, retrying as configured.
 pub fn generate(cfg: &LlmConfig, task: Task, text: &str) -> Result<Generated, LlmError> {
+    let msgs = messages(task, cfg.prompt_of(task), text);
+    let (program, attempts) = with_retries(cfg, &msgs, |content| {
+        let program = extract(content);
+        let (_, rep) = validate::check_text(&program, Some(task));
+        match rep.errors.first() {
+            Some(e) => Err(LlmError::InvalidProgram(e.to_string())),
+            None => Ok(program),
+        }
+    })?;
+    Ok(Generated { program, attempts })
+}
+
+/// What ViperGPT's `llm_query(question, long_answer)` asks: the answer to a
+/// question of world knowledge, one to three words when `long_answer` is
+/// false, a sentence or two otherwise (temperature 0, retried as
+/// configured, never cached: it is a module call, not a program).
+pub fn ask(cfg: &LlmConfig, question: &str, long_answer: bool) -> Result<String, LlmError> {
+    let how = if long_answer {
+        "Answer in one or two sentences."
+    } else {
+        "Answer with one to three words only, no punctuation."
+    };
+    let msgs = serde_json::json!([
+        {"role": "system", "content": format!("You answer questions about the world for a program that reasons about images. {how}")},
+        {"role": "user", "content": question},
+    ]);
+    let (answer, _) = with_retries(cfg, &msgs, |content| {
+        let a = content.trim();
+        let a = if long_answer {
+            a.to_string()
+        } else {
+            a.trim_end_matches(['.', '!']).trim().to_string()
+        };
+        if a.is_empty() {
+            Err(LlmError::Malformed {
+                url: cfg.base_url.clone(),
+                detail: "an empty answer".into(),
+            })
+        } else {
+            Ok(a)
+        }
+    })?;
+    Ok(answer)
+}
+
+/// Sends `msgs` to the endpoint and makes the answer's content into a `T`
+/// with `make`, retrying (with back-off) what may succeed on a second try;
+/// the value and the attempts it took.
+fn with_retries<T>(
+    cfg: &LlmConfig,
+    msgs: &serde_json::Value,
+    make: impl Fn(&str) -> Result<T, LlmError>,
+) -> Result<(T, u32), LlmError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(cfg.timeout))
         .http_status_as_error(false)
@@ -240,7 +293,7 @@ pub fn generate(cfg: &LlmConfig, task: Task, text: &str) -> Result<Generated, Ll
     let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
     let body = serde_json::json!({
         "model": cfg.model,
-        "messages": messages(task, cfg.prompt_of(task), text),
+        "messages": msgs,
         "temperature": 0,
         "max_tokens": cfg.max_tokens,
     })
@@ -249,9 +302,9 @@ pub fn generate(cfg: &LlmConfig, task: Task, text: &str) -> Result<Generated, Ll
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let r = attempt(&agent, &url, cfg, &body, task);
+        let r = attempt(&agent, &url, cfg, &body).and_then(|c| make(&c));
         match r {
-            Ok(program) => return Ok(Generated { program, attempts }),
+            Ok(v) => return Ok((v, attempts)),
             Err(e) if e.retryable() && attempts <= cfg.retries => {
                 tracing::warn!("llm attempt {attempts} failed: {e}; retrying");
                 std::thread::sleep(pause);
@@ -271,12 +324,12 @@ pub fn generate(cfg: &LlmConfig, task: Task, text: &str) -> Result<Generated, Ll
     }
 }
 
+/// One request: the answer's `choices[0].message.content`.
 fn attempt(
     agent: &ureq::Agent,
     url: &str,
     cfg: &LlmConfig,
     body: &str,
-    task: Task,
 ) -> Result<String, LlmError> {
     let mut req = agent.post(url).header("Content-Type", "application/json");
     if let Some(k) = &cfg.api_key {
@@ -305,18 +358,13 @@ fn attempt(
         url: url.into(),
         detail: format!("not JSON: {e}"),
     })?;
-    let content = v["choices"][0]["message"]["content"]
+    v["choices"][0]["message"]["content"]
         .as_str()
+        .map(str::to_string)
         .ok_or_else(|| LlmError::Malformed {
             url: url.into(),
             detail: "no choices[0].message.content".into(),
-        })?;
-    let program = extract(content);
-    let (_, rep) = validate::check_text(&program, Some(task));
-    if let Some(e) = rep.errors.first() {
-        return Err(LlmError::InvalidProgram(e.to_string()));
-    }
-    Ok(program)
+        })
 }
 
 /// A generated program from the store's cache, or asked for and cached

@@ -17,6 +17,7 @@ use crate::data::images::to_model_input;
 use crate::nn::detector::{DetExample, Detection};
 use crate::nn::model::Example;
 use crate::nn::perception::{NeuralLoc, NeuralVqa};
+use crate::nn::NnError;
 
 /// A batch of queries for a worker; one result per query, or an error for
 /// the whole batch.
@@ -181,58 +182,114 @@ fn injected_fault() -> bool {
         && !FIRED.swap(true, Ordering::SeqCst)
 }
 
-/// The VQA module's worker: owns a network, answers a batch in one
-/// forward pass with the answer distribution of each query.
-pub struct VqaWorker {
+/// What a module worker runs: a network that answers a batch of its
+/// slot's queries in one forward pass. One worker type serves every slot
+/// ([`Worker`]); a slot is a query type, an answer type and this.
+pub trait SlotNet: Unpin + 'static {
+    /// What a program's call asks.
+    type Query: Clone + Send + Unpin + 'static;
+    /// What the network answers to one query.
+    type Answer: Send + Unpin + 'static;
+    /// Whether `VPD_FAULT_WORKER_PANIC` targets this slot's workers.
+    const FAULT: bool;
+    /// `module@number`, for errors.
+    fn label(&self) -> &str;
+    /// One forward pass over `batch`: an answer per query, or the
+    /// network's error (a user's module that raised, NaN or inf).
+    fn answer(&mut self, batch: &[Self::Query]) -> Result<Vec<Self::Answer>, NnError>;
+}
+
+impl SlotNet for NeuralVqa {
+    type Query = VqaQuery;
+    type Answer = Vec<f32>;
+    const FAULT: bool = true;
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn answer(&mut self, batch: &[VqaQuery]) -> Result<Vec<Vec<f32>>, NnError> {
+        let ex: Vec<Example> = batch
+            .iter()
+            .map(|q| Example {
+                images: vec![q.input.clone()],
+                text: q.question.clone(),
+                label: 0,
+            })
+            .collect();
+        self.model.predict(&ex)
+    }
+}
+
+impl SlotNet for NeuralLoc {
+    type Query = LocQuery;
+    type Answer = Vec<Detection>;
+    const FAULT: bool = false;
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn answer(&mut self, batch: &[LocQuery]) -> Result<Vec<Vec<Detection>>, NnError> {
+        let ex: Vec<DetExample> = batch
+            .iter()
+            .map(|q| DetExample {
+                image: q.input.clone(),
+                name: q.object.clone(),
+                boxes: vec![],
+            })
+            .collect();
+        self.detector.detect(&ex, &self.settings)
+    }
+}
+
+/// A module's worker (a `SyncArbiter` thread): owns its slot's network and
+/// answers a batch in one forward pass. A panic in the network's code
+/// stops the worker (actix restarts it from its factory with a fresh
+/// network) and fails the batch with [`WorkerError::Crashed`].
+pub struct Worker<N: SlotNet> {
     /// The network, or why it did not load (every batch is then answered
     /// with that error).
-    pub net: Result<NeuralVqa, WorkerError>,
+    pub net: Result<N, WorkerError>,
     /// Counters.
     pub stats: Arc<WorkerStats>,
 }
 
-impl Actor for VqaWorker {
+/// The VQA module's worker: the answer distribution of each query.
+pub type VqaWorker = Worker<NeuralVqa>;
+/// The LOC module's worker: the detections of each query.
+pub type LocWorker = Worker<NeuralLoc>;
+
+impl<N: SlotNet> Actor for Worker<N> {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
-    type Result = Result<Vec<Vec<f32>>, WorkerError>;
+impl<N: SlotNet> Handler<Batch<N::Query, N::Answer>> for Worker<N> {
+    type Result = Result<Vec<N::Answer>, WorkerError>;
     fn handle(
         &mut self,
-        msg: Batch<VqaQuery, Vec<f32>>,
+        msg: Batch<N::Query, N::Answer>,
         ctx: &mut SyncContext<Self>,
     ) -> Self::Result {
         let net = match &mut self.net {
             Ok(n) => n,
             Err(e) => return Err(e.clone()),
         };
+        let stats = &self.stats;
         let run = catch_unwind(AssertUnwindSafe(|| {
-            if injected_fault() {
+            if N::FAULT && injected_fault() {
                 panic!("injected worker fault (VPD_FAULT_WORKER_PANIC)");
             }
-            let ex: Vec<Example> = msg
-                .0
-                .iter()
-                .map(|q| Example {
-                    images: vec![q.input.clone()],
-                    text: q.question.clone(),
-                    label: 0,
-                })
-                .collect();
             let t0 = Mark::now();
-            let p = net.model.predict(&ex);
-            self.stats.busy(t0);
-            p
+            let out = net.answer(&msg.0);
+            stats.busy(t0);
+            out
         }));
         match run {
             Ok(Err(e)) => Err(WorkerError::Module {
-                module: net.label.clone(),
+                module: net.label().to_string(),
                 message: e.to_string(),
             }),
-            Ok(Ok(p)) => {
+            Ok(Ok(out)) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats.queries.fetch_add(p.len(), Ordering::Relaxed);
-                Ok(p)
+                self.stats.queries.fetch_add(out.len(), Ordering::Relaxed);
+                Ok(out)
             }
             Err(_) => {
                 // actix restarts a stopped SyncArbiter worker from its
@@ -240,67 +297,7 @@ impl Handler<Batch<VqaQuery, Vec<f32>>> for VqaWorker {
                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 ctx.stop();
                 Err(WorkerError::Crashed {
-                    module: net.label.clone(),
-                })
-            }
-        }
-    }
-}
-
-/// The LOC module's worker.
-pub struct LocWorker {
-    /// The network, or why it did not load (every batch is then answered
-    /// with that error).
-    pub net: Result<NeuralLoc, WorkerError>,
-    /// Counters.
-    pub stats: Arc<WorkerStats>,
-}
-
-impl Actor for LocWorker {
-    type Context = SyncContext<Self>;
-}
-
-impl Handler<Batch<LocQuery, Vec<Detection>>> for LocWorker {
-    type Result = Result<Vec<Vec<Detection>>, WorkerError>;
-    fn handle(
-        &mut self,
-        msg: Batch<LocQuery, Vec<Detection>>,
-        ctx: &mut SyncContext<Self>,
-    ) -> Self::Result {
-        let net = match &mut self.net {
-            Ok(n) => n,
-            Err(e) => return Err(e.clone()),
-        };
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            let ex: Vec<DetExample> = msg
-                .0
-                .iter()
-                .map(|q| DetExample {
-                    image: q.input.clone(),
-                    name: q.object.clone(),
-                    boxes: vec![],
-                })
-                .collect();
-            let t0 = Mark::now();
-            let d = net.detector.detect(&ex, &net.settings);
-            self.stats.busy(t0);
-            d
-        }));
-        match run {
-            Ok(Err(e)) => Err(WorkerError::Module {
-                module: net.label.clone(),
-                message: e.to_string(),
-            }),
-            Ok(Ok(d)) => {
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats.queries.fetch_add(d.len(), Ordering::Relaxed);
-                Ok(d)
-            }
-            Err(_) => {
-                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                ctx.stop();
-                Err(WorkerError::Crashed {
-                    module: net.label.clone(),
+                    module: net.label().to_string(),
                 })
             }
         }

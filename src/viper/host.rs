@@ -1,6 +1,8 @@
 //! The host side of the `ImagePatch` API: patches with their provenance,
 //! the methods and functions a program calls, each neural one a call to
-//! the LOC or VQA slot through `Perception`, recorded as a `ModuleCall`.
+//! the LOC or VQA slot through `Perception` (or, `llm_query`, the
+//! OpenAI-compatible endpoint of `VPD_LLM_BASE_URL`), recorded as a
+//! `ModuleCall`.
 //!
 //! Coordinates are ViperGPT's: `left`/`right` from the image's left edge,
 //! `lower`/`upper` from its *bottom* edge (`lower` < `upper`), in pixels of
@@ -40,19 +42,49 @@ pub struct Patch {
     pub pointer: Option<Pointer>,
 }
 
+/// What a call asks: a module slot, or the language model of `llm_query`
+/// (serialised as the slot is, `loc` or `vqa`, and `llm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallSlot {
+    /// A module slot.
+    Module(Slot),
+    /// The OpenAI-compatible endpoint (`llm_query`).
+    Llm,
+}
+
+impl Serialize for CallSlot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CallSlot::Module(slot) => slot.serialize(s),
+            CallSlot::Llm => s.serialize_str("llm"),
+        }
+    }
+}
+
+impl std::fmt::Display for CallSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallSlot::Module(s) => s.fmt(f),
+            CallSlot::Llm => f.write_str("LLM"),
+        }
+    }
+}
+
 /// One call of a module slot, as the trace, the adapter and the oracle see
 /// it whatever the framework: the slot, the API method, the image (source
 /// and rectangle) with its pointer, the text, the answer, the module.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleCall {
-    /// LOC or VQA.
-    pub slot: Slot,
+    /// LOC, VQA, or LLM (`llm_query`).
+    pub slot: CallSlot,
     /// The API method (`find`, `simple_query`, ...).
     pub method: String,
-    /// The source image's name.
-    pub source: String,
-    /// The image's rectangle in the source (top-left pixel coordinates).
-    pub rect: Rect,
+    /// The source image's name (none for `llm_query`, which sees no
+    /// image).
+    pub source: Option<String>,
+    /// The image's rectangle in the source (top-left pixel coordinates);
+    /// none for `llm_query`.
+    pub rect: Option<Rect>,
     /// What made the image, when a `find` did.
     pub pointer: Option<Pointer>,
     /// The object name or the question as the module got it.
@@ -74,6 +106,8 @@ pub struct Host<'a> {
     next: u64,
     /// Every module call so far.
     pub calls: Vec<ModuleCall>,
+    /// The endpoint `llm_query` asks, when one is set.
+    pub llm: Option<crate::program::llm::LlmConfig>,
 }
 
 /// An exception raised in the program (a wrong argument, a missing
@@ -121,6 +155,7 @@ impl<'a> Host<'a> {
             image_class: class("Image", 2),
             next: 1,
             calls: Vec::new(),
+            llm: None,
         }
     }
 
@@ -265,10 +300,10 @@ impl<'a> Host<'a> {
     ) {
         let module = self.perception.name(slot.as_str());
         self.calls.push(ModuleCall {
-            slot,
+            slot: CallSlot::Module(slot),
             method: method.into(),
-            source: p.source.clone(),
-            rect: p.rect,
+            source: Some(p.source.clone()),
+            rect: Some(p.rect),
             pointer: p.pointer.clone(),
             text: text.into(),
             answer,
@@ -461,10 +496,7 @@ impl<'a> Host<'a> {
                     o[0] <= right && o[2] >= left && o[1] <= upper && o[3] >= lower,
                 ))
             }
-            "llm_query" => {
-                let _ = kwargs;
-                Err(llm_unavailable())
-            }
+            "llm_query" => self.llm_query(args, kwargs),
             other => Err(exception(
                 ExcType::AttributeError,
                 format!("'ImagePatch' object has no attribute '{other}'"),
@@ -564,7 +596,7 @@ impl<'a> Host<'a> {
                     self.patch_object(p)
                 })
             }
-            "llm_query" => Err(llm_unavailable()),
+            "llm_query" => self.llm_query(args, kwargs),
             other => Err(exception(
                 ExcType::NameError,
                 format!("name '{other}' is not defined"),
@@ -573,11 +605,56 @@ impl<'a> Host<'a> {
     }
 }
 
-fn llm_unavailable() -> MontyException {
-    exception(
-        ExcType::RuntimeError,
-        "llm_query() asks an OpenAI-compatible endpoint, and vpd does not yet pass one to ViperGPT programs (VPD_LLM_BASE_URL serves the program generator only)",
-    )
+impl Host<'_> {
+    /// `llm_query(query, long_answer=True)` (also as a patch's method, as
+    /// some of ViperGPT's prompts write it): the endpoint's answer.
+    fn llm_query(
+        &mut self,
+        args: &[MontyObject],
+        kwargs: &[(MontyObject, MontyObject)],
+    ) -> Result<MontyObject, MontyException> {
+        let Some(MontyObject::String(q)) = args.first() else {
+            return Err(exception(
+                ExcType::TypeError,
+                "llm_query() takes the question as a string",
+            ));
+        };
+        let long = match args.get(1).or_else(|| {
+            kwargs
+                .iter()
+                .find(|(k, _)| *k == key("long_answer"))
+                .map(|(_, v)| v)
+        }) {
+            None => true,
+            Some(MontyObject::Bool(b)) => *b,
+            Some(_) => {
+                return Err(exception(
+                    ExcType::TypeError,
+                    "llm_query(): long_answer is True or False",
+                ))
+            }
+        };
+        let Some(cfg) = &self.llm else {
+            return Err(exception(
+                ExcType::RuntimeError,
+                "llm_query() asks an OpenAI-compatible endpoint: set VPD_LLM_BASE_URL (and VPD_LLM_MODEL) to one",
+            ));
+        };
+        let answer = crate::program::llm::ask(cfg, q, long)
+            .map_err(|e| exception(ExcType::RuntimeError, format!("llm_query(): {e}")))?;
+        let module = format!("llm:{}@{}", cfg.model, cfg.base_url.trim_end_matches('/'));
+        self.calls.push(ModuleCall {
+            slot: CallSlot::Llm,
+            method: "llm_query".into(),
+            source: None,
+            rect: None,
+            pointer: None,
+            text: q.clone(),
+            answer: serde_json::json!(answer),
+            module,
+        });
+        Ok(MontyObject::String(answer))
+    }
 }
 
 /// Four numbers.

@@ -155,6 +155,7 @@ pub fn run_program(
     inputs: HashMap<String, ImageVal>,
     perception: &mut dyn Perception,
     limits: &Limits,
+    llm: Option<crate::program::llm::LlmConfig>,
 ) -> ViperOutcome {
     let missing: Vec<&String> = checked
         .params
@@ -162,6 +163,7 @@ pub fn run_program(
         .filter(|p| !inputs.contains_key(*p))
         .collect();
     let mut host = Host::new(perception, inputs);
+    host.llm = llm;
     let fail = |kind: &str, message: String| ViperOutcome {
         result: Err(ViperFailure {
             kind: kind.into(),

@@ -11,20 +11,20 @@ use visprog_distiller::store::Store;
 use visprog_distiller::vocab::Task;
 
 #[derive(Clone)]
-enum Reply {
+pub(crate) enum Reply {
     Slow(Duration),
     Status(u16, &'static str),
     Body(String),
 }
 
-fn completion(content: &str) -> String {
+pub(crate) fn completion(content: &str) -> String {
     serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
         .to_string()
 }
 
 /// Serves the scripted replies in order (the last one repeats) on
 /// 127.0.0.1; returns the base URL and the request bodies it saw.
-fn serve(replies: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn serve(replies: Vec<Reply>) -> (String, Arc<Mutex<Vec<String>>>) {
     serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), replies)
 }
 

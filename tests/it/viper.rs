@@ -308,3 +308,74 @@ fn program_check_names_line_and_column_and_the_framework_can_be_forced() {
         (Some("viper"), Some(1))
     );
 }
+
+/// `llm_query` asks the OpenAI-compatible endpoint of `VPD_LLM_BASE_URL`
+/// (here a local server that answers like one): its answer is the
+/// program's, the call is in the trace with the question it was asked.
+/// Without the setting, and with an endpoint that is down, the program
+/// fails with an error naming what to set or where it asked.
+#[test]
+fn llm_query_asks_the_endpoint_and_names_the_setting_without_one() {
+    use crate::llm::{completion, serve, Reply};
+    let d = tempfile::tempdir().unwrap();
+    let img = synthetic(d.path());
+    let (url, seen) = serve(vec![Reply::Body(completion("Cherry."))]);
+    let image = format!("image={}", img.display());
+    let prog = example("knowledge.py");
+    let args = [
+        "program",
+        "run",
+        prog.to_str().unwrap(),
+        "--image",
+        &image,
+        "--modules",
+        "oracle",
+        "--json",
+    ];
+    let out = vpd()
+        .current_dir(d.path())
+        .env("VPD_LLM_BASE_URL", &url)
+        .env("VPD_LLM_MODEL", "test-model")
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["result"], "Cherry", "{j:#}");
+    let calls = j["calls"].as_array().unwrap();
+    let llm = calls.iter().find(|c| c["slot"] == "llm").unwrap();
+    // The first diamond `find` gives is the orange one (see above).
+    assert_eq!(llm["text"], "Which fruit is usually orange?", "{llm}");
+    assert!(llm["rect"].is_null() && llm["source"].is_null(), "{llm}");
+    assert_eq!(llm["module"], format!("llm:test-model@{url}"));
+    let asked = seen.lock().unwrap().join("\n");
+    assert!(
+        asked.contains("Which fruit is usually orange?") && asked.contains("one to three words"),
+        "{asked}"
+    );
+    // No endpoint set: an error naming the setting.
+    let out = vpd()
+        .current_dir(d.path())
+        .env_remove("VPD_LLM_BASE_URL")
+        .args(&args[..7])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("VPD_LLM_BASE_URL") && err.contains("line 10"),
+        "{err}"
+    );
+    // An endpoint that is down: an error naming where it asked.
+    let out = vpd()
+        .current_dir(d.path())
+        .env("VPD_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("VPD_LLM_RETRIES", "0")
+        .args(&args[..7])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+}
