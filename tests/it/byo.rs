@@ -149,6 +149,24 @@ fn import(dir: &Path, module: &str, pt: &Path, side: &Path) -> std::process::Out
     )
 }
 
+/// Imports `pt` as `bad` with the sidecar `good` whose fields `patch`
+/// replaces (written as `sidecar-NAME.json`).
+fn import_patched(
+    dir: &Path,
+    pt: &Path,
+    good: &serde_json::Value,
+    patch: &serde_json::Value,
+    name: &str,
+) -> std::process::Output {
+    let mut s = good.clone();
+    for (k, v) in patch.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    let f = dir.join(format!("sidecar-{name}.json"));
+    std::fs::write(&f, s.to_string()).unwrap();
+    import(dir, "bad", pt, &f)
+}
+
 #[test]
 fn v2_modules_with_a_real_tokenizer_run_on_a_real_photo_evaluate_and_distil() {
     let Some(python) = torch_python() else { return };
@@ -416,13 +434,7 @@ fn a_bad_v2_sidecar_is_refused_at_import_naming_the_field() {
         ),
     ];
     for (name, patch, says) in cases {
-        let mut s = good.clone();
-        for (k, v) in patch.as_object().unwrap() {
-            s[k] = v.clone();
-        }
-        let f = p.join(format!("sidecar-{name}.json"));
-        std::fs::write(&f, s.to_string()).unwrap();
-        let o = import(p, "bad", &pt, &f);
+        let o = import_patched(p, &pt, &good, &patch, name);
         assert_eq!(o.status.code(), Some(1), "{name}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(says), "{name}: {err}");
@@ -484,13 +496,7 @@ fn one_sidecar_field_aborts_the_process() {
         ),
     ];
     for (patch, says) in cases {
-        let mut s = good.clone();
-        for (k, v) in patch.as_object().unwrap() {
-            s[k] = v.clone();
-        }
-        let f = p.join("sidecar-bad.json");
-        std::fs::write(&f, s.to_string()).unwrap();
-        let o = import(p, "bad", &pt, &f);
+        let o = import_patched(p, &pt, &good, &patch, "bad");
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{patch}: {err}");
         assert!(err.contains(says), "{patch}: {err}");
