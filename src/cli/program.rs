@@ -356,8 +356,10 @@ fn run_program(
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
+                "framework": "visprog",
                 "result": result.as_ref().map(|r| r.to_answer()),
                 "steps": tr.steps,
+                "calls": tr.calls,
                 "error": err.as_ref().map(|e| e.to_string()),
             }))?
         );

@@ -10,9 +10,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::ast::{Arg, Program, Step};
+use super::calls::{CallSlot, ModuleCall, Pointer};
 use super::expr::{self, Val};
 use super::trace::{StepTrace, Trace, TraceValue};
 pub use super::value::{BoxesVal, ImageVal, Rect, ScoredBox, Value};
+use crate::vocab::Slot;
 
 /// The neural modules, as the interpreter sees them: an oracle, a network,
 /// a TorchScript file...
@@ -98,6 +100,37 @@ pub struct Outcome {
     pub result: Option<Val>,
     /// Every step.
     pub trace: Trace,
+}
+
+/// `r`, in `img`'s own pixels, in its source image's pixels.
+fn in_source(img: &ImageVal, r: Rect) -> Rect {
+    Rect {
+        x: img.rect.x + r.x,
+        y: img.rect.y + r.y,
+        w: r.w,
+        h: r.h,
+    }
+}
+
+/// The typed record of a VisProg module step on `img`.
+fn call(
+    slot: Slot,
+    img: &ImageVal,
+    pointers: &BTreeMap<String, Pointer>,
+    text: &str,
+    answer: serde_json::Value,
+    module: String,
+) -> ModuleCall {
+    ModuleCall {
+        slot: CallSlot::Module(slot),
+        method: slot.as_str().to_string(),
+        source: Some(img.source.clone()),
+        rect: Some(img.rect),
+        pointer: img.made_by.as_ref().and_then(|m| pointers.get(m)).cloned(),
+        text: text.to_string(),
+        answer,
+        module,
+    }
 }
 
 fn crop_rect(img: &ImageVal, r: Rect) -> ImageVal {
@@ -236,6 +269,9 @@ pub fn run(
     }
     let mut trace = Trace::default();
     let mut result = None;
+    // The pointer of each image a crop of LOC's boxes made, by its step.
+    let mut pointers: BTreeMap<String, Pointer> = BTreeMap::new();
+    let mut calls: Vec<ModuleCall> = Vec::new();
     for step in &program.steps {
         let started = Instant::now();
         let fail = |message: String| StepError {
@@ -294,6 +330,15 @@ pub fn run(
                 })?;
                 module_name = format!("LOC ({})", p.name("LOC"));
                 let boxes = p.loc(&img, &object).map_err(|e| fail(e.to_string()))?;
+                let found: Vec<Rect> = boxes.iter().map(|b| in_source(&img, b.rect)).collect();
+                calls.push(call(
+                    Slot::Loc,
+                    &img,
+                    &pointers,
+                    &object,
+                    serde_json::json!(found),
+                    p.name("LOC"),
+                ));
                 Ok(Value::Boxes(BoxesVal {
                     boxes,
                     object,
@@ -311,6 +356,14 @@ pub fn run(
                 })?;
                 module_name = format!("VQA ({})", p.name("VQA"));
                 let a = p.vqa(&img, &q).map_err(|e| fail(e.to_string()))?;
+                calls.push(call(
+                    Slot::Vqa,
+                    &img,
+                    &pointers,
+                    &q,
+                    serde_json::json!(a),
+                    p.name("VQA"),
+                ));
                 Ok(Value::Scalar(Val::Text(a)))
             }
             "COUNT" => match get("box")? {
@@ -359,6 +412,19 @@ pub fn run(
                 inputs_trace.push(("box".into(), TraceValue::of_boxes(&boxes)));
                 let mut c = crop(m, &img, Some(&boxes));
                 c.made_by = Some(step.out.clone());
+                // A crop of the boxes LOC found for a named object: that
+                // object and its first box point at what later calls see.
+                if let (false, Some(first)) = (boxes.region, boxes.boxes.first()) {
+                    if !boxes.object.is_empty() {
+                        pointers.insert(
+                            step.out.clone(),
+                            Pointer {
+                                object: boxes.object.clone(),
+                                rect: in_source(&boxes.image, first.rect),
+                            },
+                        );
+                    }
+                }
                 Ok(Value::Image(c))
             }
             m => Err(fail(format!("unknown module `{m}`"))),
@@ -387,6 +453,7 @@ pub fn run(
                     ms,
                     error: Some(e.message.clone()),
                 });
+                trace.calls = calls;
                 return Err(Box::new(Failed { error: e, trace }));
             }
         }
@@ -397,6 +464,7 @@ pub fn run(
         }
     }
     trace.result = result.clone();
+    trace.calls = calls;
     Ok(Outcome { result, trace })
 }
 

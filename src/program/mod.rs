@@ -4,6 +4,7 @@
 //! modules (`oracle`) and program generators (`convert`, `llm`).
 
 pub mod ast;
+pub mod calls;
 pub mod convert;
 pub mod expr;
 pub mod interp;

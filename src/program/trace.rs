@@ -114,6 +114,10 @@ pub struct StepTrace {
 pub struct Trace {
     /// Steps in order.
     pub steps: Vec<StepTrace>,
+    /// Every module call, typed as both frameworks record them (slot,
+    /// image, pointer, text, answer, module).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<super::calls::ModuleCall>,
     /// The final value.
     pub result: Option<Val>,
 }

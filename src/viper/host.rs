@@ -16,20 +16,10 @@ use monty_types::{
     DictPairs, ExcType, MontyClassInstance, MontyClassType, MontyException, MontyObject, MontyType,
     MontyUuid,
 };
-use serde::Serialize;
 
+pub use crate::program::calls::{CallSlot, ModuleCall, Pointer};
 use crate::program::interp::{ImageVal, Perception, Rect};
 use crate::vocab::Slot;
-
-/// What made a patch: the `find` call and the object it asked for, which
-/// is the visual pointer of every later call on the patch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Pointer {
-    /// The object name `find` was given.
-    pub object: String,
-    /// The patch's box in the source image (top-left pixel coordinates).
-    pub rect: Rect,
-}
 
 /// A patch: a rectangle of one input image.
 #[derive(Debug, Clone)]
@@ -40,59 +30,6 @@ pub struct Patch {
     pub rect: Rect,
     /// The `find` that made it, when one did.
     pub pointer: Option<Pointer>,
-}
-
-/// What a call asks: a module slot, or the language model of `llm_query`
-/// (serialised as the slot is, `loc` or `vqa`, and `llm`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallSlot {
-    /// A module slot.
-    Module(Slot),
-    /// The OpenAI-compatible endpoint (`llm_query`).
-    Llm,
-}
-
-impl Serialize for CallSlot {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            CallSlot::Module(slot) => slot.serialize(s),
-            CallSlot::Llm => s.serialize_str("llm"),
-        }
-    }
-}
-
-impl std::fmt::Display for CallSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallSlot::Module(s) => s.fmt(f),
-            CallSlot::Llm => f.write_str("LLM"),
-        }
-    }
-}
-
-/// One call of a module slot, as the trace, the adapter and the oracle see
-/// it whatever the framework: the slot, the API method, the image (source
-/// and rectangle) with its pointer, the text, the answer, the module.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModuleCall {
-    /// LOC, VQA, or LLM (`llm_query`).
-    pub slot: CallSlot,
-    /// The API method (`find`, `simple_query`, ...).
-    pub method: String,
-    /// The source image's name (none for `llm_query`, which sees no
-    /// image).
-    pub source: Option<String>,
-    /// The image's rectangle in the source (top-left pixel coordinates);
-    /// none for `llm_query`.
-    pub rect: Option<Rect>,
-    /// What made the image, when a `find` did.
-    pub pointer: Option<Pointer>,
-    /// The object name or the question as the module got it.
-    pub text: String,
-    /// The module's answer: boxes (source coordinates) or text.
-    pub answer: serde_json::Value,
-    /// The module, e.g. `vqa@3` or `oracle`.
-    pub module: String,
 }
 
 /// The API's state for one run of one program.

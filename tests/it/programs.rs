@@ -424,6 +424,59 @@ fn program_run_with_oracle_modules_and_an_html_trace() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: step BOX0=LOC"));
 }
 
+/// Issue 34's one core: a VisProg program's LOC and VQA steps are the same
+/// typed module calls as a ViperGPT program's (slot, image rectangle in
+/// the source, the visual pointer, text, answer, module): the VQA on the
+/// crop of LOC's boxes points at LOC's object and its first box.
+#[test]
+fn a_visprog_program_records_typed_module_calls_with_their_pointer() {
+    let d = tempfile::tempdir().unwrap();
+    let root = synth_dir(d.path(), "gqa", 15);
+    let (qs, _) = gqa::load_questions(&root.join("questions/dev_balanced_questions.json")).unwrap();
+    let q = qs
+        .iter()
+        .find(|q| q.question.starts_with("What color is the ") && !q.question.contains(" on the "))
+        .unwrap();
+    let prog = visprog_distiller::program::convert::convert(q, false).unwrap();
+    std::fs::write(d.path().join("q.txt"), &prog).unwrap();
+    let img = root.join(format!("images/{}.png", q.image_id));
+    let image_arg = format!("IMAGE={}", img.display());
+    let out = vpd_in(
+        d.path(),
+        &[
+            "program",
+            "run",
+            "q.txt",
+            "--image",
+            &image_arg,
+            "--modules",
+            "oracle",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["framework"], "visprog");
+    let calls = v["calls"].as_array().unwrap();
+    let loc = calls.iter().find(|c| c["slot"] == "loc").unwrap();
+    let vqa = calls.iter().find(|c| c["slot"] == "vqa").unwrap();
+    assert_eq!(loc["method"], "LOC");
+    assert_eq!(loc["source"], "IMAGE");
+    assert!(loc["pointer"].is_null(), "LOC on the whole image: {loc}");
+    assert_eq!(vqa["pointer"]["object"], loc["text"], "{vqa}");
+    assert_eq!(vqa["pointer"]["rect"], loc["answer"][0], "{vqa} {loc}");
+    assert_eq!(vqa["answer"], q.answer.clone().unwrap());
+    assert!(calls.iter().all(|c| c["module"] == "oracle"));
+    // The VQA call's image is the crop the CROP step made, in the source.
+    let steps = v["steps"].as_array().unwrap();
+    let crop = steps.iter().find(|s| s["module"] == "CROP").unwrap();
+    assert_eq!(vqa["rect"], crop["output"]["rect"], "{vqa} {crop}");
+}
+
 // ---- properties ---------------------------------------------------------
 
 fn ident() -> impl Strategy<Value = String> {
