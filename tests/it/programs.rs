@@ -366,8 +366,10 @@ fn bad_programs_are_clear_errors_with_line_column_and_kind() {
         .contains("unknown name `__import__`"));
 }
 
-#[test]
-fn program_run_with_oracle_modules_and_an_html_trace() {
+/// A synthetic GQA "What color is the X?" question's converted program,
+/// written to `q.txt` in a new folder: the folder, the question, the
+/// program and its `--image IMAGE=...` argument.
+fn color_question() -> (tempfile::TempDir, gqa::Question, String, String) {
     let d = tempfile::tempdir().unwrap();
     let root = synth_dir(d.path(), "gqa", 15);
     let (qs, _) = gqa::load_questions(&root.join("questions/dev_balanced_questions.json")).unwrap();
@@ -379,6 +381,12 @@ fn program_run_with_oracle_modules_and_an_html_trace() {
     std::fs::write(d.path().join("q.txt"), &prog).unwrap();
     let img = root.join(format!("images/{}.png", q.image_id));
     let image_arg = format!("IMAGE={}", img.display());
+    (d, q.clone(), prog, image_arg)
+}
+
+#[test]
+fn program_run_with_oracle_modules_and_an_html_trace() {
+    let (d, q, prog, image_arg) = color_question();
     let out = vpd_in(
         d.path(),
         &[
@@ -430,17 +438,7 @@ fn program_run_with_oracle_modules_and_an_html_trace() {
 /// crop of LOC's boxes points at LOC's object and its first box.
 #[test]
 fn a_visprog_program_records_typed_module_calls_with_their_pointer() {
-    let d = tempfile::tempdir().unwrap();
-    let root = synth_dir(d.path(), "gqa", 15);
-    let (qs, _) = gqa::load_questions(&root.join("questions/dev_balanced_questions.json")).unwrap();
-    let q = qs
-        .iter()
-        .find(|q| q.question.starts_with("What color is the ") && !q.question.contains(" on the "))
-        .unwrap();
-    let prog = visprog_distiller::program::convert::convert(q, false).unwrap();
-    std::fs::write(d.path().join("q.txt"), &prog).unwrap();
-    let img = root.join(format!("images/{}.png", q.image_id));
-    let image_arg = format!("IMAGE={}", img.display());
+    let (d, q, _, image_arg) = color_question();
     let out = vpd_in(
         d.path(),
         &[
